@@ -1,0 +1,220 @@
+//! The environment seam: [`EnvSpec`], [`Environment`] and the optional [`Enumerable`] capability.
+//!
+//! An environment is a DAG with a unique source `s0`. A state is a fixed-width row of `i32`
+//! values; a batch of states is a row-major buffer of `rows * state_width` values that the caller
+//! allocates. Every call is batched and writes into caller-allocated output buffers, so the same
+//! calls cross a C ABI without copies (run-time plugins).
+//!
+//! Termination comes in two forms, and an environment may use both:
+//! - an explicit **exit** action (`EnvSpec::exit_action`): a state where exit is valid is terminal
+//!   (it belongs to the set `X` of objects) and the trajectory ends when exit is taken;
+//! - an **implicit** end: a state with no valid forward action at all ends the trajectory by
+//!   itself, with probability one (a full bit string). Such a state must have a finite reward.
+//!
+//! Forward and backward actions correspond one to one: `step` returns, for each transition, the
+//! backward action that undoes it, and `backward_step` returns the forward action that redoes it.
+
+use crate::error::{CoreError, Result};
+
+/// The value type of a state row.
+pub type StateValue = i32;
+
+/// Static description of an environment's shapes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EnvSpec {
+    /// Registered name of the environment (used in messages and records).
+    pub name: String,
+    /// Number of `i32` values in a state row.
+    pub state_width: usize,
+    /// Number of forward actions, the exit action included.
+    pub num_actions: usize,
+    /// Number of backward actions.
+    pub num_backward_actions: usize,
+    /// Length of the `f32` feature vector of a state ([`Environment::encode`]).
+    pub feature_dim: usize,
+    /// Upper bound on the number of forward actions of any complete trajectory, exit included.
+    pub max_trajectory_length: usize,
+    /// Index of the exit (stop) action, if the DAG has one.
+    pub exit_action: Option<u32>,
+}
+
+impl EnvSpec {
+    /// Number of rows in a state buffer, checking that its length is a multiple of the width.
+    pub fn rows_of(&self, what: &str, states: &[StateValue]) -> Result<usize> {
+        if self.state_width == 0 || !states.len().is_multiple_of(self.state_width) {
+            return Err(CoreError::BufferLength {
+                what: format!(
+                    "{what} of {} (rows of width {})",
+                    self.name, self.state_width
+                ),
+                expected: states.len().div_ceil(self.state_width.max(1)) * self.state_width,
+                found: states.len(),
+            });
+        }
+        Ok(states.len() / self.state_width)
+    }
+
+    /// Checks that `found` equals `rows * per_row` for an output or input buffer.
+    pub fn check_len(&self, what: &str, rows: usize, per_row: usize, found: usize) -> Result<()> {
+        if rows * per_row != found {
+            return Err(CoreError::BufferLength {
+                what: format!("{what} of {}", self.name),
+                expected: rows * per_row,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `action` is the exit action.
+    #[inline]
+    pub fn is_exit(&self, action: u32) -> bool {
+        self.exit_action == Some(action)
+    }
+}
+
+/// A GFlowNet environment: a DAG over fixed-width integer states, batched and stateless.
+///
+/// Implementations must be deterministic. All methods take a batch of `rows` states as a
+/// row-major slice of `rows * spec().state_width` values; outputs are caller-allocated. The
+/// conformance checker [`crate::check_env`] verifies the contract.
+pub trait Environment: Send + Sync {
+    /// Shapes and name.
+    fn spec(&self) -> &EnvSpec;
+
+    /// The resolved parameters of this instance as JSON (recorded with every run).
+    fn params(&self) -> serde_json::Value;
+
+    /// Writes the initial state `s0` into `out` (one row).
+    fn initial_state(&self, out: &mut [StateValue]);
+
+    /// Valid forward actions: `out[r * num_actions + a]` is true when action `a` is valid in row `r`
+    /// (the exit action included).
+    fn forward_masks(&self, states: &[StateValue], out: &mut [bool]) -> Result<()>;
+
+    /// Valid backward actions: `out[r * num_backward_actions + b]`; all false exactly at `s0`.
+    fn backward_masks(&self, states: &[StateValue], out: &mut [bool]) -> Result<()>;
+
+    /// Applies one non-exit forward action per row, writing the next states and the backward
+    /// action that undoes each step. Invalid actions (the exit action included) are errors.
+    fn step(
+        &self,
+        states: &[StateValue],
+        actions: &[u32],
+        next: &mut [StateValue],
+        backward_actions: &mut [u32],
+    ) -> Result<()>;
+
+    /// Applies one backward action per row, writing the parent states and the forward action that
+    /// leads back. Invalid backward actions are errors.
+    fn backward_step(
+        &self,
+        states: &[StateValue],
+        backward_actions: &[u32],
+        prev: &mut [StateValue],
+        forward_actions: &mut [u32],
+    ) -> Result<()>;
+
+    /// Natural log of the reward of terminal states (one value per row).
+    fn log_reward(&self, states: &[StateValue], out: &mut [f64]) -> Result<()>;
+
+    /// Float features of states: `out` has `rows * feature_dim` values.
+    fn encode(&self, states: &[StateValue], out: &mut [f32]) -> Result<()>;
+
+    /// The enumeration capability, if the state space can be listed.
+    fn as_enumerable(&self) -> Option<&dyn Enumerable> {
+        None
+    }
+}
+
+/// Optional capability: a bijection between all states and `0..num_states()`.
+///
+/// It powers exact answers (target distribution, flows, the exact terminal distribution of a
+/// policy) and the empirical metrics. Indices are `u64` and computed with checked arithmetic, so
+/// large instances never overflow silently: an environment too large to index returns `None`
+/// from [`Environment::as_enumerable`].
+pub trait Enumerable: Send + Sync {
+    /// Number of states (all of them, not only terminal ones).
+    fn num_states(&self) -> u64;
+
+    /// Index of each state row, in `0..num_states()`.
+    fn state_index(&self, states: &[StateValue], out: &mut [u64]) -> Result<()>;
+
+    /// The state rows of the given indices.
+    fn states_from_index(&self, indices: &[u64], out: &mut [StateValue]) -> Result<()>;
+}
+
+/// Convenience helpers available on every environment (single-row wrappers and allocation-owning
+/// variants for tests, tools and examples; hot loops use the batched trait methods).
+pub trait EnvironmentExt: Environment {
+    /// The initial state as an owned row.
+    fn initial_row(&self) -> Vec<StateValue> {
+        let mut s = vec![0; self.spec().state_width];
+        self.initial_state(&mut s);
+        s
+    }
+
+    /// Forward mask of one state.
+    fn forward_mask_of(&self, state: &[StateValue]) -> Result<Vec<bool>> {
+        let mut m = vec![false; self.spec().num_actions];
+        self.forward_masks(state, &mut m)?;
+        Ok(m)
+    }
+
+    /// Backward mask of one state.
+    fn backward_mask_of(&self, state: &[StateValue]) -> Result<Vec<bool>> {
+        let mut m = vec![false; self.spec().num_backward_actions];
+        self.backward_masks(state, &mut m)?;
+        Ok(m)
+    }
+
+    /// One forward step from one state: `(next state, backward action)`.
+    fn step_one(&self, state: &[StateValue], action: u32) -> Result<(Vec<StateValue>, u32)> {
+        let mut next = vec![0; self.spec().state_width];
+        let mut b = [0u32];
+        self.step(state, &[action], &mut next, &mut b)?;
+        Ok((next, b[0]))
+    }
+
+    /// One backward step from one state: `(parent state, forward action)`.
+    fn backward_step_one(
+        &self,
+        state: &[StateValue],
+        backward_action: u32,
+    ) -> Result<(Vec<StateValue>, u32)> {
+        let mut prev = vec![0; self.spec().state_width];
+        let mut a = [0u32];
+        self.backward_step(state, &[backward_action], &mut prev, &mut a)?;
+        Ok((prev, a[0]))
+    }
+
+    /// Log-reward of one state.
+    fn log_reward_of(&self, state: &[StateValue]) -> Result<f64> {
+        let mut r = [0.0];
+        self.log_reward(state, &mut r)?;
+        Ok(r[0])
+    }
+
+    /// Whether a state is terminal: exit is valid there, or it has no valid forward action.
+    fn is_terminal_state(&self, state: &[StateValue]) -> Result<bool> {
+        let m = self.forward_mask_of(state)?;
+        Ok(is_terminal_mask(self.spec(), &m))
+    }
+}
+
+impl<E: Environment + ?Sized> EnvironmentExt for E {}
+
+/// Whether a forward mask row describes a terminal state (exit valid, or no valid action).
+#[inline]
+pub fn is_terminal_mask(spec: &EnvSpec, mask: &[bool]) -> bool {
+    match spec.exit_action {
+        Some(e) if mask[e as usize] => true,
+        _ => !mask.iter().any(|&v| v),
+    }
+}
+
+/// Whether a forward mask row ends the trajectory by itself (no valid action at all).
+#[inline]
+pub fn is_dead_end(mask: &[bool]) -> bool {
+    !mask.iter().any(|&v| v)
+}

@@ -1,0 +1,447 @@
+//! Exact answers for enumerable environments: the state graph, the target distribution `R/Z`,
+//! the flow recursion for a fixed backward policy, and the exact terminal distribution of any
+//! forward policy. Everything is computed by dynamic programming in topological order.
+//!
+//! For a fixed backward policy `P_B`, the state flow is defined backwards from the rewards:
+//!
+//! ```text
+//! F(s)  = R(s) 1[s terminal] + sum_{s -> s'} F(s') P_B(s | s')
+//! P_F(s' | s)   = F(s') P_B(s | s') / F(s),      P_F(exit | s) = R(s) / F(s)
+//! F(s0) = Z = sum_x R(x)
+//! ```
+//!
+//! and the forward policy so defined samples `x` with probability `R(x) / Z` (tested, not assumed).
+//! In the soft-RL view `log F(s) = V*(s)`, the optimal soft value.
+
+use crate::backward::BackwardPolicy;
+use crate::env::{Environment, StateValue, is_terminal_mask};
+use crate::error::{CoreError, Result};
+use crate::math::{log_add_exp, logsumexp};
+
+/// Default limit on the number of states an exact computation enumerates.
+pub const DEFAULT_MAX_STATES: u64 = 5_000_000;
+
+const CHUNK: usize = 4096;
+
+/// The enumerated DAG of an environment, in index order, with children in CSR form.
+#[derive(Clone, Debug)]
+pub struct StateGraph {
+    /// Environment name.
+    pub env_name: String,
+    /// State width.
+    pub state_width: usize,
+    /// Number of forward actions (exit included).
+    pub num_actions: usize,
+    /// Number of backward actions.
+    pub num_backward_actions: usize,
+    /// Exit action, if any.
+    pub exit_action: Option<u32>,
+    /// Every state row, row `i` has index `i`.
+    pub states: Vec<StateValue>,
+    /// Forward masks of every state.
+    pub forward_masks: Vec<bool>,
+    /// Backward masks of every state.
+    pub backward_masks: Vec<bool>,
+    /// CSR offsets of the children of each state (length `n + 1`).
+    pub child_offsets: Vec<usize>,
+    /// Child index of each edge.
+    pub child_index: Vec<u32>,
+    /// Forward action of each edge.
+    pub child_action: Vec<u32>,
+    /// Backward action (at the child) that undoes each edge.
+    pub child_backward_action: Vec<u32>,
+    /// Whether each state is terminal (an object `x`).
+    pub terminal: Vec<bool>,
+    /// Log-reward of terminal states (`-inf` for the others).
+    pub log_reward: Vec<f64>,
+    /// States in topological order (parents before children), starting at `s0`.
+    pub topo_order: Vec<u32>,
+    /// Index of `s0`.
+    pub initial: u32,
+    /// Number of terminal states.
+    pub num_terminal: usize,
+    /// Length (in forward actions, exit included) of the longest complete trajectory.
+    pub longest_trajectory: usize,
+}
+
+impl StateGraph {
+    /// Enumerates `env` (which must be [`Environment::as_enumerable`]) with at most `max_states`.
+    pub fn build(env: &dyn Environment, max_states: u64) -> Result<Self> {
+        let spec = env.spec().clone();
+        let name = spec.name.clone();
+        let en = env.as_enumerable().ok_or_else(|| CoreError::Unsupported {
+            env: name.clone(),
+            capability: "enumeration".into(),
+        })?;
+        let n64 = en.num_states();
+        if n64 > max_states || n64 >= u64::from(u32::MAX) {
+            return Err(CoreError::TooManyStates {
+                env: name,
+                states: n64.to_string(),
+                limit: max_states,
+            });
+        }
+        let n = n64 as usize;
+        let (w, na, nb) = (
+            spec.state_width,
+            spec.num_actions,
+            spec.num_backward_actions,
+        );
+        let mut states = vec![0; n * w];
+        let mut forward_masks = vec![false; n * na];
+        let mut backward_masks = vec![false; n * nb];
+        let mut idx_buf: Vec<u64> = Vec::with_capacity(CHUNK);
+        let mut back_idx = vec![0u64; CHUNK];
+        for start in (0..n).step_by(CHUNK) {
+            let end = (start + CHUNK).min(n);
+            idx_buf.clear();
+            idx_buf.extend(start as u64..end as u64);
+            let rows = &mut states[start * w..end * w];
+            en.states_from_index(&idx_buf, rows)?;
+            en.state_index(rows, &mut back_idx[..end - start])?;
+            for (k, &bi) in back_idx[..end - start].iter().enumerate() {
+                if bi != (start + k) as u64 {
+                    return Err(CoreError::Structure {
+                        env: name,
+                        property: "state index bijection".into(),
+                        details: format!(
+                            "states_from_index({}) = {:?} but state_index of it is {bi}",
+                            start + k,
+                            &rows[k * w..(k + 1) * w]
+                        ),
+                    });
+                }
+            }
+            env.forward_masks(rows, &mut forward_masks[start * na..end * na])?;
+            env.backward_masks(rows, &mut backward_masks[start * nb..end * nb])?;
+        }
+
+        // Children in CSR form.
+        let mut child_offsets = Vec::with_capacity(n + 1);
+        child_offsets.push(0usize);
+        let mut child_index = Vec::new();
+        let mut child_action = Vec::new();
+        let mut child_backward_action = Vec::new();
+        let mut src_rows: Vec<StateValue> = Vec::new();
+        let mut acts: Vec<u32> = Vec::new();
+        let mut next: Vec<StateValue> = Vec::new();
+        let mut bacts: Vec<u32> = Vec::new();
+        let mut next_idx: Vec<u64> = Vec::new();
+        let mut counts: Vec<usize> = Vec::with_capacity(CHUNK);
+        for start in (0..n).step_by(CHUNK) {
+            let end = (start + CHUNK).min(n);
+            src_rows.clear();
+            acts.clear();
+            counts.clear();
+            for s in start..end {
+                let mask = &forward_masks[s * na..(s + 1) * na];
+                let mut c = 0;
+                for (a, &valid) in mask.iter().enumerate() {
+                    if valid && !spec.is_exit(a as u32) {
+                        src_rows.extend_from_slice(&states[s * w..(s + 1) * w]);
+                        acts.push(a as u32);
+                        c += 1;
+                    }
+                }
+                counts.push(c);
+            }
+            next.resize(src_rows.len(), 0);
+            bacts.resize(acts.len(), 0);
+            next_idx.resize(acts.len(), 0);
+            if !acts.is_empty() {
+                env.step(&src_rows, &acts, &mut next, &mut bacts)?;
+                en.state_index(&next, &mut next_idx)?;
+            }
+            let mut e = 0;
+            for &c in &counts {
+                for _ in 0..c {
+                    if next_idx[e] >= n64 {
+                        return Err(CoreError::Structure {
+                            env: name,
+                            property: "state index range".into(),
+                            details: format!(
+                                "state {:?} has index {} outside 0..{n}",
+                                &next[e * w..(e + 1) * w],
+                                next_idx[e]
+                            ),
+                        });
+                    }
+                    child_index.push(next_idx[e] as u32);
+                    child_action.push(acts[e]);
+                    child_backward_action.push(bacts[e]);
+                    e += 1;
+                }
+                child_offsets.push(child_index.len());
+            }
+        }
+
+        let terminal: Vec<bool> = (0..n)
+            .map(|s| is_terminal_mask(&spec, &forward_masks[s * na..(s + 1) * na]))
+            .collect();
+        let num_terminal = terminal.iter().filter(|&&t| t).count();
+
+        // Rewards of terminal states, batched.
+        let mut log_reward = vec![f64::NEG_INFINITY; n];
+        let term_idx: Vec<usize> = (0..n).filter(|&s| terminal[s]).collect();
+        let mut rows_buf: Vec<StateValue> = Vec::with_capacity(CHUNK * w);
+        let mut lr_buf = vec![0.0; CHUNK];
+        for chunk in term_idx.chunks(CHUNK) {
+            rows_buf.clear();
+            for &s in chunk {
+                rows_buf.extend_from_slice(&states[s * w..(s + 1) * w]);
+            }
+            env.log_reward(&rows_buf, &mut lr_buf[..chunk.len()])?;
+            for (k, &s) in chunk.iter().enumerate() {
+                let v = lr_buf[k];
+                if !v.is_finite() {
+                    return Err(CoreError::NonFiniteReward {
+                        env: name,
+                        state: states[s * w..(s + 1) * w].to_vec(),
+                        value: v,
+                    });
+                }
+                log_reward[s] = v;
+            }
+        }
+
+        // Topological order from s0 (Kahn).
+        let mut s0 = vec![0; w];
+        env.initial_state(&mut s0);
+        let mut i0 = [0u64];
+        en.state_index(&s0, &mut i0)?;
+        let initial = i0[0] as u32;
+        let mut indeg = vec![0u32; n];
+        for &c in &child_index {
+            indeg[c as usize] += 1;
+        }
+        if indeg[initial as usize] != 0 {
+            return Err(CoreError::Structure {
+                env: name,
+                property: "unique source".into(),
+                details: format!("the initial state {s0:?} has a parent"),
+            });
+        }
+        let mut topo_order = Vec::with_capacity(n);
+        topo_order.push(initial);
+        let mut head = 0;
+        while head < topo_order.len() {
+            let s = topo_order[head] as usize;
+            head += 1;
+            for &c in &child_index[child_offsets[s]..child_offsets[s + 1]] {
+                let c = c as usize;
+                indeg[c] -= 1;
+                if indeg[c] == 0 {
+                    topo_order.push(c as u32);
+                }
+            }
+        }
+        if topo_order.len() != n {
+            let mut seen = vec![false; n];
+            for &s in &topo_order {
+                seen[s as usize] = true;
+            }
+            let bad = (0..n).find(|&s| !seen[s]);
+            return Err(CoreError::Structure {
+                env: name,
+                property: "acyclicity and reachability from s0".into(),
+                details: format!(
+                    "{} of {n} states are unreachable from s0 or lie on a cycle, e.g. {:?}",
+                    n - topo_order.len(),
+                    bad.map(|s| states[s * w..(s + 1) * w].to_vec())
+                ),
+            });
+        }
+
+        // Longest trajectory (in actions, exit counted) by DP in reverse order.
+        let mut longest = vec![0usize; n];
+        for &s in topo_order.iter().rev() {
+            let s = s as usize;
+            let mut best = 0;
+            if terminal[s]
+                && spec.exit_action.is_some()
+                && forward_masks[s * na..(s + 1) * na][spec.exit_action.unwrap_or(0) as usize]
+            {
+                best = 1;
+            }
+            for &c in &child_index[child_offsets[s]..child_offsets[s + 1]] {
+                best = best.max(1 + longest[c as usize]);
+            }
+            longest[s] = best;
+        }
+
+        Ok(Self {
+            env_name: spec.name.clone(),
+            state_width: w,
+            num_actions: na,
+            num_backward_actions: nb,
+            exit_action: spec.exit_action,
+            states,
+            forward_masks,
+            backward_masks,
+            child_offsets,
+            child_index,
+            child_action,
+            child_backward_action,
+            terminal,
+            log_reward,
+            topo_order,
+            initial,
+            num_terminal,
+            longest_trajectory: longest[initial as usize],
+        })
+    }
+
+    /// Number of states.
+    pub fn num_states(&self) -> usize {
+        self.terminal.len()
+    }
+
+    /// State row of index `s`.
+    pub fn state(&self, s: usize) -> &[StateValue] {
+        &self.states[s * self.state_width..(s + 1) * self.state_width]
+    }
+
+    /// Forward mask of index `s`.
+    pub fn forward_mask(&self, s: usize) -> &[bool] {
+        &self.forward_masks[s * self.num_actions..(s + 1) * self.num_actions]
+    }
+
+    /// Backward mask of index `s`.
+    pub fn backward_mask(&self, s: usize) -> &[bool] {
+        &self.backward_masks[s * self.num_backward_actions..(s + 1) * self.num_backward_actions]
+    }
+
+    /// Whether exit is a valid action at `s`.
+    pub fn can_exit(&self, s: usize) -> bool {
+        self.exit_action
+            .is_some_and(|e| self.forward_mask(s)[e as usize])
+    }
+
+    /// The target distribution `R(x)/Z` over all states (zero for non-terminal ones).
+    pub fn target(&self) -> Target {
+        let log_z = logsumexp(&self.log_reward);
+        let probs = self
+            .log_reward
+            .iter()
+            .map(|&lr| {
+                if lr == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    (lr - log_z).exp()
+                }
+            })
+            .collect();
+        Target { log_z, probs }
+    }
+
+    /// The flow recursion for a fixed backward policy (see the module docs).
+    pub fn flows(&self, backward: &dyn BackwardPolicy) -> Flows {
+        let n = self.num_states();
+        let mut log_flow = vec![f64::NEG_INFINITY; n];
+        for &s in self.topo_order.iter().rev() {
+            let s = s as usize;
+            let mut acc = if self.terminal[s] {
+                self.log_reward[s]
+            } else {
+                f64::NEG_INFINITY
+            };
+            for e in self.child_offsets[s]..self.child_offsets[s + 1] {
+                let c = self.child_index[e] as usize;
+                let lpb = backward.log_prob(self.backward_mask(c), self.child_backward_action[e]);
+                acc = log_add_exp(acc, log_flow[c] + lpb);
+            }
+            log_flow[s] = acc;
+        }
+        let na = self.num_actions;
+        let mut log_pf = vec![f64::NEG_INFINITY; n * na];
+        for s in 0..n {
+            let f = log_flow[s];
+            let row = &mut log_pf[s * na..(s + 1) * na];
+            if self.can_exit(s) {
+                row[self.exit_action.unwrap_or(0) as usize] = self.log_reward[s] - f;
+            }
+            for e in self.child_offsets[s]..self.child_offsets[s + 1] {
+                let c = self.child_index[e] as usize;
+                let lpb = backward.log_prob(self.backward_mask(c), self.child_backward_action[e]);
+                row[self.child_action[e] as usize] = log_flow[c] + lpb - f;
+            }
+        }
+        Flows {
+            log_z: log_flow[self.initial as usize],
+            log_flow,
+            log_pf,
+            num_actions: na,
+        }
+    }
+
+    /// The exact terminal distribution of a forward policy given as log-probabilities of every
+    /// action in every state (`num_states * num_actions`, in index order). Returns the
+    /// probability of ending at each state. Probability put on invalid actions is ignored.
+    pub fn terminal_distribution(&self, log_pf: &[f64]) -> Result<Vec<f64>> {
+        let n = self.num_states();
+        let na = self.num_actions;
+        if log_pf.len() != n * na {
+            return Err(CoreError::BufferLength {
+                what: format!(
+                    "policy log-probabilities over the states of {}",
+                    self.env_name
+                ),
+                expected: n * na,
+                found: log_pf.len(),
+            });
+        }
+        let mut mass = vec![0.0f64; n];
+        let mut out = vec![0.0f64; n];
+        mass[self.initial as usize] = 1.0;
+        for &s in &self.topo_order {
+            let s = s as usize;
+            let m = mass[s];
+            if m == 0.0 {
+                continue;
+            }
+            let row = &log_pf[s * na..(s + 1) * na];
+            if self.child_offsets[s] == self.child_offsets[s + 1] && !self.can_exit(s) {
+                // Implicit end: the trajectory stops here with probability one.
+                out[s] += m;
+                continue;
+            }
+            if self.can_exit(s) {
+                out[s] += m * row[self.exit_action.unwrap_or(0) as usize].exp();
+            }
+            for e in self.child_offsets[s]..self.child_offsets[s + 1] {
+                let c = self.child_index[e] as usize;
+                mass[c] += m * row[self.child_action[e] as usize].exp();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The target distribution of an enumerable environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `log Z = log sum_x R(x)`.
+    pub log_z: f64,
+    /// `R(x)/Z` for every state (zero for non-terminal states).
+    pub probs: Vec<f64>,
+}
+
+/// Result of the flow recursion for a fixed backward policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flows {
+    /// `log F(s0) = log Z`.
+    pub log_z: f64,
+    /// `log F(s)` of every state.
+    pub log_flow: Vec<f64>,
+    /// `log P_F(a | s)` of every action of every state (`-inf` where invalid).
+    pub log_pf: Vec<f64>,
+    /// Row width of `log_pf`.
+    pub num_actions: usize,
+}
+
+impl Flows {
+    /// `log P_F(. | s)` of state index `s`.
+    pub fn log_pf_of(&self, s: usize) -> &[f64] {
+        &self.log_pf[s * self.num_actions..(s + 1) * self.num_actions]
+    }
+}
