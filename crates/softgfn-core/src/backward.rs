@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A backward policy that depends only on the backward mask of a state.
-pub trait BackwardPolicy: Send + Sync {
+pub trait BackwardPolicy: Send + Sync + std::fmt::Debug {
     /// Short name (`uniform`, `tree`).
     fn name(&self) -> &'static str;
 

@@ -14,7 +14,9 @@ use crate::NnError;
 /// Serde uses that text form. Deserializing only checks the syntax, so a config file naming a
 /// CUDA device can still be read by a CPU-only build; [`Device::parse`] and
 /// [`Model::mlp`](crate::Model::mlp) check that the device is actually available.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(into = "String", try_from = "String")]
 pub enum Device {
     /// The host CPU (dfdx's `Cpu` device; matmuls use rayon's global thread pool).
@@ -57,7 +59,10 @@ impl Device {
                 if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(unknown());
                 }
-                index.parse::<usize>().map(Device::Cuda).map_err(|_| unknown())
+                index
+                    .parse::<usize>()
+                    .map(Device::Cuda)
+                    .map_err(|_| unknown())
             }
         }
     }

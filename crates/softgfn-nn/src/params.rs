@@ -10,11 +10,16 @@
 use std::collections::HashMap;
 
 use dfdx::shapes::Rank0;
-use dfdx::tensor::{Tensor, TensorFromVec, ZerosTensor};
+use dfdx::tensor::Tensor;
 use dfdx::tensor_ops::{Device as DfdxDevice, SumTo, TryAdd, TryDiv, TryMul};
 
 use crate::error::backend_err;
 use crate::{AdamConfig, NamedTensor, NnError, OptimizerState};
+
+/// The dfdx devices a model can run on (`Send + Sync` so that `Model` is too).
+pub(crate) trait NetDevice: DfdxDevice<f32> + Send + Sync {}
+
+impl<D: DfdxDevice<f32> + Send + Sync> NetDevice for D {}
 
 /// A flat parameter tensor.
 pub(crate) type Flat<D> = Tensor<(usize,), f32, D>;
@@ -42,7 +47,7 @@ pub(crate) struct Group {
 }
 
 /// Parameter values, accumulated gradients and Adam moments on device `D`.
-pub(crate) struct ParamStore<D: DfdxDevice<f32>> {
+pub(crate) struct ParamStore<D: NetDevice> {
     dev: D,
     meta: Vec<ParamMeta>,
     values: Vec<Flat<D>>,
@@ -54,7 +59,7 @@ pub(crate) struct ParamStore<D: DfdxDevice<f32>> {
     adam: AdamConfig,
 }
 
-impl<D: DfdxDevice<f32>> ParamStore<D> {
+impl<D: NetDevice> ParamStore<D> {
     /// Builds a store from host values (one per `meta` entry) with a fresh optimizer.
     pub fn new(
         dev: D,
@@ -197,15 +202,23 @@ impl<D: DfdxDevice<f32>> ParamStore<D> {
         let Some(grads) = self.grads.take() else {
             return Ok(0.0);
         };
-        let mut norm_sq = 0.0f64;
+        // Global gradient norm, reduced on the device (one host read).
+        let mut norm_sq: Option<Tensor<Rank0, f32, D>> = None;
         for g in &grads {
             let s = g
                 .clone()
                 .try_square()
                 .and_then(|sq| sq.try_sum::<Rank0, _>())
                 .map_err(backend_err)?;
-            norm_sq += f64::from(s.array());
+            norm_sq = Some(match norm_sq {
+                None => s,
+                Some(acc) => acc.try_add(s).map_err(backend_err)?,
+            });
         }
+        let norm = norm_sq
+            .map(|t| t.as_vec().first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0)
+            .sqrt();
         for group in &mut self.groups {
             group.steps += 1;
         }
@@ -223,7 +236,7 @@ impl<D: DfdxDevice<f32>> ParamStore<D> {
             )
             .map_err(backend_err)?;
         }
-        Ok(norm_sq.sqrt() as f32)
+        Ok(norm)
     }
 
     /// Moments and group step counts.
@@ -272,7 +285,11 @@ impl<D: DfdxDevice<f32>> ParamStore<D> {
                 )));
             }
         }
-        if let Some(g) = self.groups.iter().find(|g| !steps.contains_key(g.name.as_str())) {
+        if let Some(g) = self
+            .groups
+            .iter()
+            .find(|g| !steps.contains_key(g.name.as_str()))
+        {
             return Err(NnError::InvalidArgument(format!(
                 "optimizer state lacks the step count of group `{}`",
                 g.name
@@ -307,22 +324,22 @@ impl<D: DfdxDevice<f32>> ParamStore<D> {
     /// `theta = (1 - tau) * theta + tau * theta_source`, in place on the device.
     pub fn polyak_from(&mut self, source: &ParamStore<D>, tau: f32) -> Result<(), NnError> {
         self.check_compatible(source)?;
-        let keep = 1.0 - f64::from(tau);
+        let tau = widen(tau);
+        let keep = 1.0 - tau;
         for (dst, src) in self.values.iter_mut().zip(&source.values) {
-            dst.try_axpy(keep, src, f64::from(tau))
-                .map_err(backend_err)?;
+            dst.try_axpy(keep, src, tau).map_err(backend_err)?;
         }
         Ok(())
     }
 }
 
 /// An exact copy of `t` with a new tensor id (`x * 1` is exact for every float, NaN included).
-fn fresh_copy<D: DfdxDevice<f32>>(t: &Flat<D>) -> Result<Flat<D>, NnError> {
+fn fresh_copy<D: NetDevice>(t: &Flat<D>) -> Result<Flat<D>, NnError> {
     t.clone().try_mul(1.0f32).map_err(backend_err)
 }
 
 /// One Adam update of a single parameter tensor; see [`AdamConfig`] for the formula.
-fn adam_update<D: DfdxDevice<f32>>(
+fn adam_update<D: NetDevice>(
     theta: &mut Flat<D>,
     m: &mut Flat<D>,
     v: &mut Flat<D>,
@@ -331,10 +348,10 @@ fn adam_update<D: DfdxDevice<f32>>(
     learning_rate: f32,
     t: u64,
 ) -> Result<(), D::Err> {
-    let b1 = f64::from(cfg.beta1);
-    let b2 = f64::from(cfg.beta2);
+    let b1 = widen(cfg.beta1);
+    let b2 = widen(cfg.beta2);
     if cfg.weight_decay != 0.0 {
-        g.try_axpy(1.0, theta, cfg.weight_decay)?;
+        g.try_axpy(1.0, theta, widen(cfg.weight_decay))?;
     }
     m.try_axpy(b1, &g, 1.0 - b1)?;
     let g2 = g.try_square()?;
@@ -349,15 +366,18 @@ fn adam_update<D: DfdxDevice<f32>>(
         .try_sqrt()?
         .try_add(cfg.eps)?;
     let update = m.clone().try_div(bc1 as f32)?.try_div(denom)?;
-    theta.try_axpy(1.0, &update, -f64::from(learning_rate))
+    theta.try_axpy(1.0, &update, -widen(learning_rate))
+}
+
+/// Widens an `f32` hyper-parameter to the `f64` of its shortest decimal form, so that `0.999`
+/// means 0.999 (as in PyTorch, whose hyper-parameters are Python floats) and not
+/// 0.99900001287..., which would make `1 - beta2` off by 1.3e-5 relative.
+fn widen(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// Host copies of `tensors` named `<prefix><param name>`.
-fn named<D: DfdxDevice<f32>>(
-    meta: &[ParamMeta],
-    prefix: &str,
-    tensors: &[Flat<D>],
-) -> Vec<NamedTensor> {
+fn named<D: NetDevice>(meta: &[ParamMeta], prefix: &str, tensors: &[Flat<D>]) -> Vec<NamedTensor> {
     meta.iter()
         .zip(tensors)
         .map(|(p, t)| NamedTensor {
@@ -432,8 +452,7 @@ pub(crate) fn check_same_meta(a: &[ParamMeta], b: &[ParamMeta]) -> Result<(), Nn
             .join(", ")
     };
     let same = a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.name == y.name && x.shape == y.shape);
     if same {

@@ -93,7 +93,10 @@ impl MlpSpec {
                 return bad("head names must not be empty".into());
             }
             if h.dim == 0 {
-                return bad(format!("head `{}` must have dim at least 1, found 0", h.name));
+                return bad(format!(
+                    "head `{}` must have dim at least 1, found 0",
+                    h.name
+                ));
             }
             if !seen.insert(h.name.as_str()) {
                 return bad(format!("head name `{}` is used twice", h.name));
@@ -105,7 +108,10 @@ impl MlpSpec {
                 return bad("scalar names must not be empty".into());
             }
             if !s.init.is_finite() {
-                return bad(format!("scalar `{}` has non-finite init {}", s.name, s.init));
+                return bad(format!(
+                    "scalar `{}` has non-finite init {}",
+                    s.name, s.init
+                ));
             }
             if !seen.insert(s.name.as_str()) {
                 return bad(format!("scalar name `{}` is used twice", s.name));

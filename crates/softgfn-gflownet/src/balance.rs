@@ -1,0 +1,301 @@
+//! The algorithm shared by every balance objective: an MLP with a forward-logit head, an
+//! optional backward-logit head (learned `P_B` on the tied torso), an optional `log F` head and
+//! an optional learned scalar `log Z`; on-policy updates from the sampled trajectories.
+
+use std::path::Path;
+
+use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
+use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
+use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
+use softgfn_train::{
+    Algorithm, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy, Objective, Result,
+    UpdateContext, UpdateStats,
+};
+
+/// Model file written by [`Algorithm::save`].
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// Everything a balance algorithm is built from (the common part of the TB/DB/SubTB configs).
+#[derive(Debug)]
+pub struct BalanceSetup {
+    /// Registered algorithm name.
+    pub name: &'static str,
+    /// The objective.
+    pub objective: Box<dyn Objective>,
+    /// Adam learning rate of the network.
+    pub learning_rate: f64,
+    /// Adam learning rate of `log Z` (when the objective reads it).
+    pub log_z_learning_rate: f64,
+    /// Initial `log Z`.
+    pub log_z_init: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Trajectories per iteration.
+    pub trajectories_per_iteration: usize,
+    /// Backward policy.
+    pub backward_policy: BackwardPolicyKind,
+    /// Width of the hidden layers.
+    pub hidden_dim: usize,
+    /// Number of hidden layers.
+    pub hidden_layers: usize,
+    /// Exploration of the sampler.
+    pub exploration: Exploration,
+}
+
+/// A GFlowNet trained by a balance objective.
+#[derive(Debug)]
+pub struct BalanceAlgorithm {
+    name: &'static str,
+    model: Model,
+    objective: Box<dyn Objective>,
+    fixed_backward: Option<&'static dyn BackwardPolicy>,
+    head_backward: Option<usize>,
+    head_flow: Option<usize>,
+    scalar_log_z: Option<usize>,
+    exploration: Exploration,
+    trajectories_per_iteration: usize,
+    num_actions: usize,
+    num_backward_actions: usize,
+    out: Outputs,
+    grad: Outputs,
+    lp_rows: Vec<f64>,
+    lpb_rows: Vec<f64>,
+    log_pf: Vec<f64>,
+    log_pb: Vec<f64>,
+    log_flow: Vec<f64>,
+    grads: ChainGrads,
+}
+
+impl BalanceAlgorithm {
+    /// Builds the network for `ctx.env` and the optimizer.
+    pub fn new(setup: BalanceSetup, ctx: &mut BuildContext<'_>) -> Result<Self> {
+        let spec = ctx.env.spec();
+        let needs = setup.objective.needs();
+        let mut heads = vec![HeadSpec::new("forward", spec.num_actions)];
+        let head_backward = if setup.backward_policy == BackwardPolicyKind::Learned {
+            heads.push(HeadSpec::new("backward", spec.num_backward_actions));
+            Some(heads.len() - 1)
+        } else {
+            None
+        };
+        let head_flow = if needs.log_flow {
+            heads.push(HeadSpec::new("log_flow", 1));
+            Some(heads.len() - 1)
+        } else {
+            None
+        };
+        let mut scalars = Vec::new();
+        let mut group_learning_rates = Vec::new();
+        let scalar_log_z = if needs.log_z {
+            scalars.push(ScalarSpec::new("log_z", setup.log_z_init as f32));
+            group_learning_rates
+                .push(("scalar:log_z".to_string(), setup.log_z_learning_rate as f32));
+            Some(0)
+        } else {
+            None
+        };
+        let mlp = MlpSpec {
+            input_dim: spec.feature_dim,
+            hidden_dims: vec![setup.hidden_dim; setup.hidden_layers],
+            heads,
+            scalars,
+        };
+        let optimizer = OptimizerSpec {
+            adam: AdamConfig {
+                learning_rate: setup.learning_rate as f32,
+                weight_decay: setup.weight_decay as f32,
+                ..AdamConfig::default()
+            },
+            group_learning_rates,
+        };
+        let model = Model::mlp(&mlp, &optimizer, ctx.device, ctx.rng)?;
+        Ok(Self {
+            name: setup.name,
+            model,
+            objective: setup.objective,
+            fixed_backward: setup.backward_policy.fixed(),
+            head_backward,
+            head_flow,
+            scalar_log_z,
+            exploration: setup.exploration,
+            trajectories_per_iteration: setup.trajectories_per_iteration,
+            num_actions: spec.num_actions,
+            num_backward_actions: spec.num_backward_actions,
+            out: Outputs::new(),
+            grad: Outputs::new(),
+            lp_rows: Vec::new(),
+            lpb_rows: Vec::new(),
+            log_pf: Vec::new(),
+            log_pb: Vec::new(),
+            log_flow: Vec::new(),
+            grads: ChainGrads::default(),
+        })
+    }
+
+    /// The network.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The network, mutably.
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+}
+
+impl ForwardPolicy for BalanceAlgorithm {
+    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.model.forward(features, rows, &mut self.out)?;
+        out.copy_from_slice(&self.out.head(0)[..rows * self.num_actions]);
+        Ok(())
+    }
+}
+
+impl Algorithm for BalanceAlgorithm {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn exploration(&self) -> Exploration {
+        self.exploration
+    }
+
+    fn trajectories_per_iteration(&self) -> usize {
+        self.trajectories_per_iteration
+    }
+
+    fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats> {
+        let t = ctx.trajectories;
+        let rows = t.num_states();
+        let (na, nb) = (self.num_actions, self.num_backward_actions);
+        self.model
+            .forward_train(&t.features, rows, &mut self.out, ctx.rng)?;
+
+        // Masked log-softmax of every state's forward (and learned backward) logits.
+        self.lp_rows.resize(rows * na, 0.0);
+        let fl = self.out.head(0);
+        for r in 0..rows {
+            masked_log_softmax(
+                &fl[r * na..(r + 1) * na],
+                t.forward_mask(r),
+                1.0,
+                &mut self.lp_rows[r * na..(r + 1) * na],
+            );
+        }
+        if let Some(h) = self.head_backward {
+            self.lpb_rows.resize(rows * nb, 0.0);
+            let bl = self.out.head(h);
+            for r in 0..rows {
+                masked_log_softmax(
+                    &bl[r * nb..(r + 1) * nb],
+                    t.backward_mask(r),
+                    1.0,
+                    &mut self.lpb_rows[r * nb..(r + 1) * nb],
+                );
+            }
+        }
+
+        // Chain form of the batch.
+        let edges = t.num_edges();
+        self.log_pf.resize(edges, 0.0);
+        self.log_pb.resize(edges, 0.0);
+        self.log_flow.resize(edges, 0.0);
+        for i in 0..t.num_trajectories() {
+            for e in t.edge_offsets[i]..t.edge_offsets[i + 1] {
+                let src = t.edge_source(i, e);
+                let a = t.actions[e] as usize;
+                self.log_pf[e] = self.lp_rows[src * na + a];
+                self.log_pb[e] = if t.is_exit_edge(e) {
+                    0.0
+                } else {
+                    let tgt = src + 1;
+                    let b = t.backward_actions[e];
+                    match self.fixed_backward {
+                        Some(pb) => pb.log_prob(t.backward_mask(tgt), b),
+                        None => self.lpb_rows[tgt * nb + b as usize],
+                    }
+                };
+                self.log_flow[e] = match self.head_flow {
+                    Some(h) => f64::from(self.out.head(h)[src]),
+                    None => 0.0,
+                };
+            }
+        }
+        let log_z = self
+            .scalar_log_z
+            .map_or(0.0, |z| f64::from(self.model.scalar(z)));
+        let batch = ChainBatch {
+            edge_offsets: &t.edge_offsets,
+            log_pf: &self.log_pf,
+            log_pb: &self.log_pb,
+            log_flow: &self.log_flow,
+            log_reward: &t.log_rewards,
+            log_z,
+        };
+        let loss = self.objective.loss_and_grad(&batch, &mut self.grads);
+
+        // Upstream gradients onto the head outputs.
+        let dims = self.model.head_dims();
+        self.grad.reset(rows, &dims);
+        for i in 0..t.num_trajectories() {
+            for e in t.edge_offsets[i]..t.edge_offsets[i + 1] {
+                let src = t.edge_source(i, e);
+                let a = t.actions[e] as usize;
+                log_softmax_backward_one(
+                    &self.lp_rows[src * na..(src + 1) * na],
+                    t.forward_mask(src),
+                    a,
+                    self.grads.log_pf[e],
+                    &mut self.grad.head_mut(0)[src * na..(src + 1) * na],
+                );
+                if let (Some(h), false) = (self.head_backward, t.is_exit_edge(e)) {
+                    let tgt = src + 1;
+                    log_softmax_backward_one(
+                        &self.lpb_rows[tgt * nb..(tgt + 1) * nb],
+                        t.backward_mask(tgt),
+                        t.backward_actions[e] as usize,
+                        self.grads.log_pb[e],
+                        &mut self.grad.head_mut(h)[tgt * nb..(tgt + 1) * nb],
+                    );
+                }
+                if let Some(h) = self.head_flow {
+                    self.grad.head_mut(h)[src] += self.grads.log_flow[e] as f32;
+                }
+            }
+        }
+        let scalar_grads: Vec<f32> = self
+            .scalar_log_z
+            .map(|_| vec![self.grads.log_z as f32])
+            .unwrap_or_default();
+        self.model.backward(&self.grad, &scalar_grads)?;
+        let grad_norm = self.model.step()?;
+        Ok(UpdateStats {
+            loss,
+            grad_norm: f64::from(grad_norm),
+        })
+    }
+
+    fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
+        if let Some(z) = self.scalar_log_z {
+            return Ok(f64::from(self.model.scalar(z)));
+        }
+        let spec = env.spec();
+        let mut s0 = vec![0; spec.state_width];
+        env.initial_state(&mut s0);
+        let mut feats = vec![0f32; spec.feature_dim];
+        env.encode(&s0, &mut feats)?;
+        self.model.forward(&feats, 1, &mut self.out)?;
+        Ok(match self.head_flow {
+            Some(h) => f64::from(self.out.head(h)[0]),
+            None => f64::NAN,
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        Ok(self.model.save_safetensors(&dir.join(MODEL_FILE))?)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        Ok(self.model.load_safetensors(&dir.join(MODEL_FILE))?)
+    }
+}

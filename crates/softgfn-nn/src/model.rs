@@ -1,0 +1,293 @@
+//! The public, non-generic [`Model`] and the object-safe backend trait behind it.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use rand::distributions::{Distribution, Uniform};
+
+use crate::mlp::{MlpBackend, layout};
+use crate::params::ParamMeta;
+use crate::{Device, MlpSpec, NamedTensor, NnError, OptimizerSpec, OptimizerState, Outputs};
+
+/// What a network implementation offers; one implementation per (architecture, device type).
+///
+/// This is object safe and non-generic so that [`Model`] can hide the dfdx device type.
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    fn spec(&self) -> &MlpSpec;
+    fn device(&self) -> Device;
+    fn head_dims(&self) -> &[usize];
+    fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError>;
+    fn forward_train(
+        &mut self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+    ) -> Result<(), NnError>;
+    fn backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError>;
+    fn step(&mut self) -> Result<f32, NnError>;
+    fn scalars(&self) -> &[f32];
+    fn set_scalar(&mut self, i: usize, value: f32);
+    fn param_meta(&self) -> &[ParamMeta];
+    fn parameters(&self) -> Vec<NamedTensor>;
+    fn set_parameters(&mut self, params: &[NamedTensor]) -> Result<(), NnError>;
+    fn gradients(&self) -> Vec<NamedTensor>;
+    fn optimizer_state(&self) -> OptimizerState;
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), NnError>;
+    fn clone_fresh(&self) -> Result<Box<dyn Backend>, NnError>;
+    fn copy_from(&mut self, source: &dyn Backend) -> Result<(), NnError>;
+    fn polyak_from(&mut self, source: &dyn Backend, tau: f32) -> Result<(), NnError>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A trainable network (today: an [`MlpSpec`] MLP) with its Adam optimizer.
+///
+/// The tensor framework and device are hidden inside; the API speaks host `f32` slices.
+/// A training iteration is [`forward_train`](Model::forward_train) → host-side loss and its
+/// gradient w.r.t. every head output → [`backward`](Model::backward) (may be repeated to
+/// accumulate) → [`step`](Model::step).
+///
+/// `Model` is `Send` and `Sync`; it is deliberately not `Clone` (use
+/// [`clone_model`](Model::clone_model), which gives the copy a fresh optimizer).
+#[derive(Debug)]
+pub struct Model {
+    backend: Box<dyn Backend>,
+}
+
+impl Model {
+    /// Builds an MLP with PyTorch-default initialization drawn from `rng`: weights and biases of a
+    /// layer with `fan_in` inputs are uniform in `[-1/sqrt(fan_in), 1/sqrt(fan_in))`, drawn layer by
+    /// layer (torso, then heads in order; weight row-major `[in, out]` before bias). Scalars start
+    /// at their `init`. The same seed gives bitwise the same parameters.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidSpec`] for zero sizes, no heads, duplicate names or bad Adam settings;
+    /// [`NnError::UnknownGroup`] for a learning-rate override of a group that does not exist;
+    /// [`NnError::DeviceUnavailable`] for a device this build cannot use.
+    pub fn mlp(
+        spec: &MlpSpec,
+        optimizer: &OptimizerSpec,
+        device: Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Model, NnError> {
+        let layout = layout(spec, optimizer)?;
+        device.check_available()?;
+        let mut values = Vec::with_capacity(layout.meta.len());
+        for &(fan_in, fan_out) in &layout.layers {
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let dist = Uniform::new(-bound, bound);
+            values.push((0..fan_in * fan_out).map(|_| dist.sample(rng)).collect());
+            values.push((0..fan_out).map(|_| dist.sample(rng)).collect());
+        }
+        for s in &spec.scalars {
+            values.push(vec![s.init]);
+        }
+        let backend: Box<dyn Backend> = match device {
+            Device::Cpu => {
+                let dev = dfdx::tensor::Cpu::default();
+                Box::new(MlpBackend::new(
+                    dev,
+                    device,
+                    spec,
+                    &optimizer.adam,
+                    layout,
+                    values,
+                )?)
+            }
+            Device::Cuda(_) => {
+                // `check_available` already refused; kept for exhaustiveness.
+                device.check_available()?;
+                return Err(NnError::Backend("cuda backend missing".into()));
+            }
+        };
+        Ok(Model { backend })
+    }
+
+    /// The architecture this model was built from.
+    pub fn spec(&self) -> &MlpSpec {
+        self.backend.spec()
+    }
+
+    /// Where the tensors live.
+    pub fn device(&self) -> Device {
+        self.backend.device()
+    }
+
+    /// Output width of every head, in spec order.
+    pub fn head_dims(&self) -> Vec<usize> {
+        self.backend.head_dims().to_vec()
+    }
+
+    /// Inference forward (no tape): `input` is row-major `rows x input_dim`; `out` is resized to
+    /// `rows` rows and filled with every head's output.
+    ///
+    /// # Errors
+    /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
+    pub fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError> {
+        self.backend.forward(input, rows, out)
+    }
+
+    /// Training forward: like [`forward`](Model::forward) but records the tape; must be followed
+    /// by [`backward`](Model::backward). A new `forward_train` replaces a pending one, and any
+    /// parameter update (step, set/copy/Polyak/load) discards it.
+    ///
+    /// `rng` is for stochastic layers (dropout) of later architectures; the MLP ignores it.
+    ///
+    /// # Errors
+    /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
+    pub fn forward_train(
+        &mut self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError> {
+        let _ = rng;
+        self.backend.forward_train(input, rows, out)
+    }
+
+    /// Backprop of upstream gradients: `head_grads` holds d loss / d output with the shapes of
+    /// the last `forward_train`'s outputs, `scalar_grads` d loss / d scalar (one per scalar).
+    /// Adds the resulting parameter gradients to the pending ones and consumes the pending
+    /// forward.
+    ///
+    /// # Errors
+    /// [`NnError::NoPendingForward`] without a pending `forward_train`; [`NnError::Shape`] when
+    /// the gradient shapes do not match (the pending forward is then kept).
+    pub fn backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError> {
+        self.backend.backward(head_grads, scalar_grads)
+    }
+
+    /// One Adam step with the pending gradients, then clears them. Returns the global L2 norm of
+    /// the gradient before the step (before weight decay). Without pending gradients nothing
+    /// changes and 0 is returned (as PyTorch skips parameters whose gradient is `None`).
+    ///
+    /// # Errors
+    /// [`NnError::Backend`] if the tensor backend fails.
+    pub fn step(&mut self) -> Result<f32, NnError> {
+        self.backend.step()
+    }
+
+    /// Number of learned scalars.
+    pub fn num_scalars(&self) -> usize {
+        self.backend.scalars().len()
+    }
+
+    /// Current value of scalar `i`.
+    ///
+    /// # Panics
+    /// If `i >= num_scalars()`.
+    pub fn scalar(&self, i: usize) -> f32 {
+        self.backend.scalars()[i]
+    }
+
+    /// Overwrites scalar `i` (the optimizer state is kept).
+    ///
+    /// # Panics
+    /// If `i >= num_scalars()`.
+    pub fn set_scalar(&mut self, i: usize, value: f32) {
+        self.backend.set_scalar(i, value);
+    }
+
+    /// Total number of `f32` parameters, scalars included.
+    pub fn num_parameters(&self) -> usize {
+        self.backend.param_meta().iter().map(ParamMeta::numel).sum()
+    }
+
+    /// Host copies of all parameters: `torso.<i>.weight` (`[in, out]`), `torso.<i>.bias`,
+    /// `head.<name>.weight`, `head.<name>.bias`, `scalar.<name>` (`[1]`), in that order.
+    pub fn parameters(&self) -> Vec<NamedTensor> {
+        self.backend.parameters()
+    }
+
+    /// Replaces all parameters by name. Nothing changes unless every parameter is present exactly
+    /// once with the right shape and no unknown name is given.
+    ///
+    /// # Errors
+    /// [`NnError::Parameter`] naming a missing, duplicate or unknown tensor; [`NnError::Shape`]
+    /// naming a mis-shaped one.
+    pub fn set_parameters(&mut self, params: &[NamedTensor]) -> Result<(), NnError> {
+        self.backend.set_parameters(params)
+    }
+
+    /// The pending (accumulated, not yet stepped) gradients, named like
+    /// [`parameters`](Model::parameters); zeros when nothing is pending. For tests and debugging.
+    #[doc(hidden)]
+    pub fn gradients(&self) -> Vec<NamedTensor> {
+        self.backend.gradients()
+    }
+
+    /// Optimizer state for checkpoints: `adam.m.<param>` and `adam.v.<param>` for every
+    /// parameter plus the step count of every group.
+    pub fn optimizer_state(&self) -> OptimizerState {
+        self.backend.optimizer_state()
+    }
+
+    /// Restores state from [`optimizer_state`](Model::optimizer_state); validates everything
+    /// before changing anything.
+    ///
+    /// # Errors
+    /// [`NnError::Parameter`] / [`NnError::Shape`] for a missing, unknown or mis-shaped tensor,
+    /// [`NnError::UnknownGroup`] or [`NnError::InvalidArgument`] for bad step counts.
+    pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), NnError> {
+        self.backend.set_optimizer_state(state)
+    }
+
+    /// A copy with the same parameters and a fresh optimizer (for target networks).
+    ///
+    /// # Panics
+    /// Only if the tensor backend cannot allocate the copy (out of memory).
+    pub fn clone_model(&self) -> Model {
+        match self.backend.clone_fresh() {
+            Ok(backend) => Model { backend },
+            Err(e) => panic!("clone_model: cannot allocate the copy: {e}"),
+        }
+    }
+
+    /// Hard copy of the parameters of `source` (the optimizer state of `self` is kept).
+    ///
+    /// # Errors
+    /// [`NnError::Incompatible`] unless both have the same parameter names and shapes.
+    pub fn copy_from(&mut self, source: &Model) -> Result<(), NnError> {
+        self.backend.copy_from(source.backend.as_ref())
+    }
+
+    /// Polyak averaging: `theta = (1 - tau) * theta + tau * theta_source` for every parameter.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidArgument`] for `tau` outside `[0, 1]`; [`NnError::Incompatible`] unless
+    /// both have the same parameter names and shapes.
+    pub fn polyak_from(&mut self, source: &Model, tau: f32) -> Result<(), NnError> {
+        self.backend.polyak_from(source.backend.as_ref(), tau)
+    }
+
+    /// Writes the parameters as a safetensors file (names as in
+    /// [`parameters`](Model::parameters), `F32`), atomically: a temporary file in the same
+    /// directory is written, fsynced and renamed over `path`.
+    ///
+    /// # Errors
+    /// [`NnError::Io`] naming the path.
+    pub fn save_safetensors(&self, path: &Path) -> Result<(), NnError> {
+        let mut metadata = HashMap::new();
+        metadata.insert(
+            crate::io::FORMAT_KEY.to_string(),
+            crate::io::FORMAT_VALUE.to_string(),
+        );
+        crate::io::write(path, &self.parameters(), metadata)
+    }
+
+    /// Loads parameters written by [`save_safetensors`](Model::save_safetensors) (or any
+    /// safetensors file with the same `F32` tensor names and shapes).
+    ///
+    /// # Errors
+    /// [`NnError::Io`] if the file cannot be read; [`NnError::Format`] naming the path if it is
+    /// truncated, corrupt, or does not match this model's parameters.
+    pub fn load_safetensors(&mut self, path: &Path) -> Result<(), NnError> {
+        let tensors = crate::io::read(path)?;
+        self.set_parameters(&tensors).map_err(|e| NnError::Format {
+            path: path.to_path_buf(),
+            reason: format!("does not fit this model: {e}"),
+        })
+    }
+}

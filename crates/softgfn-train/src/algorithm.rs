@@ -1,0 +1,193 @@
+//! The [`Algorithm`] seam that the trainer, the CLI and the harness drive, its serializable
+//! [`AlgorithmConfig`] (typetag, tag `name`), and the static algorithm registry.
+
+use std::path::Path;
+
+use softgfn_core::{Environment, Rng, Trajectories};
+use softgfn_nn::Device;
+
+use crate::error::{Result, TrainError};
+use crate::sampler::{Exploration, ForwardPolicy};
+
+/// What an algorithm needs to build itself.
+pub struct BuildContext<'a> {
+    /// The environment it will train on.
+    pub env: &'a dyn Environment,
+    /// Where its tensors live.
+    pub device: Device,
+    /// Generator for parameter initialisation.
+    pub rng: &'a mut Rng,
+}
+
+/// What one update sees.
+pub struct UpdateContext<'a> {
+    /// The environment.
+    pub env: &'a dyn Environment,
+    /// The trajectories sampled this iteration with the behaviour policy.
+    pub trajectories: &'a Trajectories,
+    /// Iteration number (0-based) of this update.
+    pub iteration: u64,
+    /// Generator for algorithm-internal randomness (replay sampling, dropout).
+    pub rng: &'a mut Rng,
+}
+
+/// Statistics of one update.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Training loss of the update (NaN when no gradient step was taken).
+    pub loss: f64,
+    /// Global gradient norm before the step (NaN when no step).
+    pub grad_norm: f64,
+}
+
+/// A training algorithm: a forward policy plus an update rule.
+///
+/// The trainer samples `trajectories_per_iteration()` trajectories with the algorithm's policy
+/// (plus its exploration), then calls [`Algorithm::update`] with them.
+pub trait Algorithm: ForwardPolicy + Send {
+    /// Registered name (`tb`, `db`, ...).
+    fn name(&self) -> &str;
+
+    /// Exploration the sampler applies to this algorithm's policy.
+    fn exploration(&self) -> Exploration;
+
+    /// Trajectories to sample per iteration.
+    fn trajectories_per_iteration(&self) -> usize;
+
+    /// One training update from freshly sampled trajectories.
+    fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats>;
+
+    /// The algorithm's own estimate of `log Z` (TB: the learned scalar; flow-based: `log F(s0)`;
+    /// soft RL: `V(s0)`).
+    fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64>;
+
+    /// Writes the learned parameters into `dir` (e.g. `model.safetensors`).
+    fn save(&self, dir: &Path) -> Result<()>;
+
+    /// Reads parameters written by [`Algorithm::save`].
+    fn load(&mut self, dir: &Path) -> Result<()>;
+}
+
+/// Serializable configuration of an algorithm, stored under `[algo]` with its `name` as tag.
+///
+/// Implementations are `Default + Serialize + Deserialize` with `deny_unknown_fields`, register
+/// with `#[typetag::serde(name = "...")]` and with [`AlgorithmRegistration`].
+#[typetag::serde(tag = "name")]
+pub trait AlgorithmConfig: std::fmt::Debug + Send + Sync {
+    /// Checks every field; errors name the field (`algo.<field>`), the value and the range.
+    fn validate(&self) -> Result<()>;
+
+    /// Builds the algorithm for an environment (after `validate`).
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>>;
+
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn AlgorithmConfig>;
+}
+
+impl Clone for Box<dyn AlgorithmConfig> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// One registered algorithm.
+pub struct AlgorithmRegistration {
+    /// Stable name, equal to its typetag (`algo.name`).
+    pub name: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Crate it comes from.
+    pub source: &'static str,
+    /// Its default configuration.
+    pub default_config: fn() -> Box<dyn AlgorithmConfig>,
+}
+
+inventory::collect!(AlgorithmRegistration);
+
+/// All registered algorithms sorted by name; duplicates are an error naming both sources.
+pub fn registered_algorithms() -> Result<Vec<&'static AlgorithmRegistration>> {
+    let mut all: Vec<&'static AlgorithmRegistration> = inventory::iter::<AlgorithmRegistration>
+        .into_iter()
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(b.name).then(a.source.cmp(b.source)));
+    for pair in all.windows(2) {
+        if pair[0].name == pair[1].name {
+            return Err(TrainError::DuplicateAlgorithm {
+                name: pair[0].name.into(),
+                first: pair[0].source.into(),
+                second: pair[1].source.into(),
+            });
+        }
+    }
+    Ok(all)
+}
+
+/// The registration of `name`, or an error listing the valid names.
+pub fn find_algorithm(name: &str) -> Result<&'static AlgorithmRegistration> {
+    let all = registered_algorithms()?;
+    all.iter()
+        .find(|r| r.name == name)
+        .copied()
+        .ok_or_else(|| TrainError::UnknownAlgorithm {
+            name: name.into(),
+            available: if all.is_empty() {
+                "(none linked)".into()
+            } else {
+                all.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+            },
+        })
+}
+
+/// Validation helpers shared by algorithm configs.
+pub mod check {
+    use crate::error::{Result, TrainError};
+
+    /// `value` must be finite and > 0.
+    pub fn positive(field: &str, value: f64) -> Result<()> {
+        if value.is_finite() && value > 0.0 {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(field, value, "a finite number > 0"))
+        }
+    }
+
+    /// `value` must be finite and >= 0.
+    pub fn non_negative(field: &str, value: f64) -> Result<()> {
+        if value.is_finite() && value >= 0.0 {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(field, value, "a finite number >= 0"))
+        }
+    }
+
+    /// `value` must lie in `[0, 1]`.
+    pub fn probability(field: &str, value: f64) -> Result<()> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(field, value, "a number in [0, 1]"))
+        }
+    }
+
+    /// `value` must be finite.
+    pub fn finite(field: &str, value: f64) -> Result<()> {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(field, value, "a finite number"))
+        }
+    }
+
+    /// `value` must be at least `min`.
+    pub fn at_least(field: &str, value: usize, min: usize) -> Result<()> {
+        if value >= min {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(
+                field,
+                value,
+                &format!("an integer >= {min}"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! # softgfn-train
+//!
+//! The learning side of softgfn that every algorithm shares:
+//!
+//! - [`Objective`]: balance losses as pure functions of log-probabilities with analytic
+//!   gradients ([`objective`]);
+//! - [`Sampler`]: batched rollouts with epsilon-uniform and temperature exploration;
+//! - [`Algorithm`] and [`AlgorithmConfig`]: the seam the trainer, CLI and harness drive, with a
+//!   typetag-tagged config and an `inventory` registry;
+//! - [`RunConfig`] and [`config::resolve`]: one TOML document per run, defaults filled in;
+//! - [`Trainer`]: the loop that samples, updates, evaluates (exact and empirical metrics) and
+//!   writes `metrics.jsonl` / `metrics.csv`.
+//!
+//! The network side (`softgfn-nn`) is used through its small `Model` interface: a forward pass,
+//! upstream gradients in, an Adam step. No tensor type appears here.
+
+pub mod algorithm;
+pub mod config;
+pub mod error;
+pub mod objective;
+pub mod record;
+pub mod sampler;
+pub mod trainer;
+
+pub use algorithm::{
+    Algorithm, AlgorithmConfig, AlgorithmRegistration, BuildContext, UpdateContext, UpdateStats,
+    find_algorithm, registered_algorithms,
+};
+pub use config::{EnvSection, EvalConfig, RunConfig, apply_override, resolve};
+pub use error::{Result, TrainError};
+pub use objective::{ChainBatch, ChainGrads, Objective, ObjectiveNeeds};
+pub use record::{EvalRecord, RecordSink, RunDir};
+pub use sampler::{Exploration, ForwardPolicy, Sampler};
+pub use trainer::{Observer, Summary, Trainer};
+
+#[doc(hidden)]
+pub use inventory;
+#[doc(hidden)]
+pub use typetag;

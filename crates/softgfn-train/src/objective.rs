@@ -1,0 +1,87 @@
+//! The [`Objective`] seam: GFlowNet balance losses as pure functions of a batch's
+//! log-probabilities, with analytic gradients.
+//!
+//! A trajectory is viewed as a **chain** of `m` edges over nodes `0..=m`. Node `k < m` is the
+//! state `s_k` with learned value `log F(s_k)`; node `m` is terminal with value `log R(x)`: for a
+//! trajectory ended by the exit action node `m` is the sink and edge `m-1` is the exit (its
+//! `log P_B` is 0); for a trajectory that ended implicitly node `m` is the full object itself.
+//! Edge `k` carries `log P_F(a_k | s_k)` and `log P_B(s_k | s_{k+1})`. All per-edge arrays are
+//! indexed by edge, and `log_flow[e]` is the flow of the edge's source node.
+//!
+//! Objectives never touch tensors: the algorithm computes the log-probabilities with its network,
+//! calls [`Objective::loss_and_grad`], and backpropagates the returned gradients through the
+//! network. This keeps every loss testable against hand-computed values.
+
+/// Log-probabilities of a batch of trajectories in chain form (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct ChainBatch<'a> {
+    /// Per trajectory, the first edge (length `num_trajectories + 1`).
+    pub edge_offsets: &'a [usize],
+    /// `log P_F` of every edge.
+    pub log_pf: &'a [f64],
+    /// `log P_B` of every edge (0 for exit edges).
+    pub log_pb: &'a [f64],
+    /// `log F` of every edge's source state (ignored by objectives that do not need flows).
+    pub log_flow: &'a [f64],
+    /// Per trajectory, `log R(x)` of its terminal object.
+    pub log_reward: &'a [f64],
+    /// Learned `log Z` (used by TB only).
+    pub log_z: f64,
+}
+
+impl ChainBatch<'_> {
+    /// Number of trajectories.
+    pub fn num_trajectories(&self) -> usize {
+        self.log_reward.len()
+    }
+
+    /// Number of edges.
+    pub fn num_edges(&self) -> usize {
+        self.log_pf.len()
+    }
+}
+
+/// Gradients of a loss with respect to the inputs of a [`ChainBatch`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChainGrads {
+    /// `d loss / d log_pf`.
+    pub log_pf: Vec<f64>,
+    /// `d loss / d log_pb`.
+    pub log_pb: Vec<f64>,
+    /// `d loss / d log_flow`.
+    pub log_flow: Vec<f64>,
+    /// `d loss / d log_z`.
+    pub log_z: f64,
+}
+
+impl ChainGrads {
+    /// Zeroed gradients for `edges` edges, reusing allocations.
+    pub fn reset(&mut self, edges: usize) {
+        for v in [&mut self.log_pf, &mut self.log_pb, &mut self.log_flow] {
+            v.clear();
+            v.resize(edges, 0.0);
+        }
+        self.log_z = 0.0;
+    }
+}
+
+/// What an objective reads besides `log P_F` and `log P_B`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectiveNeeds {
+    /// Reads the learned scalar `log Z`.
+    pub log_z: bool,
+    /// Reads `log F` of states.
+    pub log_flow: bool,
+}
+
+/// A GFlowNet training objective: a pure function of a [`ChainBatch`].
+pub trait Objective: Send + Sync + std::fmt::Debug {
+    /// Short name (`tb`, `db`, `subtb`).
+    fn name(&self) -> &'static str;
+
+    /// Which inputs the objective reads.
+    fn needs(&self) -> ObjectiveNeeds;
+
+    /// The loss of the batch; writes its gradients into `grads` (which it resets).
+    fn loss_and_grad(&self, batch: &ChainBatch<'_>, grads: &mut ChainGrads) -> f64;
+}

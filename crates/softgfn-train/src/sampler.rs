@@ -1,0 +1,265 @@
+//! Batched on-policy rollouts with exploration.
+//!
+//! The [`Sampler`] runs `n` trajectories from `s0` in lock-step: each step encodes the active
+//! states, asks the policy for logits in one batched call, samples actions and steps the
+//! environment in one batched call. Exploration belongs here, not to the policy: the behaviour
+//! distribution is `(1 - epsilon) * softmax(logits / temperature) + epsilon * uniform(valid)`.
+//! All buffers are kept between calls, so steady-state sampling does not allocate.
+
+use serde::{Deserialize, Serialize};
+use softgfn_core::env::{is_dead_end, is_terminal_mask};
+use softgfn_core::math::{masked_log_softmax, sample_from_log_probs};
+use softgfn_core::rng::uniform;
+use softgfn_core::{CoreError, Environment, NO_BACKWARD_ACTION, Rng, StateValue, Trajectories};
+
+use crate::error::Result;
+
+/// Something that gives forward-policy logits for a batch of encoded states.
+///
+/// The policy is `softmax(logits)` over the valid actions (masking is the caller's job).
+pub trait ForwardPolicy {
+    /// Writes `rows * num_actions` logits for `rows` feature rows.
+    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// Exploration applied by the sampler on top of the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    /// Probability of a uniformly random valid action at each step.
+    pub epsilon: f64,
+    /// Temperature dividing the logits.
+    pub temperature: f64,
+}
+
+impl Default for Exploration {
+    fn default() -> Self {
+        Self {
+            epsilon: 0.0,
+            temperature: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct TrajBuf {
+    states: Vec<StateValue>,
+    features: Vec<f32>,
+    fmasks: Vec<bool>,
+    bmasks: Vec<bool>,
+    edges: Vec<(u32, u32)>,
+    blp: Vec<f64>,
+    done: bool,
+}
+
+impl TrajBuf {
+    fn clear(&mut self) {
+        self.states.clear();
+        self.features.clear();
+        self.fmasks.clear();
+        self.bmasks.clear();
+        self.edges.clear();
+        self.blp.clear();
+        self.done = false;
+    }
+}
+
+/// Reusable batched sampler.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    bufs: Vec<TrajBuf>,
+    active: Vec<usize>,
+    cur: Vec<StateValue>,
+    feats: Vec<f32>,
+    fmask: Vec<bool>,
+    bmask: Vec<bool>,
+    logits: Vec<f32>,
+    lp: Vec<f64>,
+    step_rows: Vec<usize>,
+    step_states: Vec<StateValue>,
+    step_actions: Vec<u32>,
+    next: Vec<StateValue>,
+    bacts: Vec<u32>,
+    term_states: Vec<StateValue>,
+    log_r: Vec<f64>,
+}
+
+impl Sampler {
+    /// A sampler with empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Samples `n` complete trajectories into `out` (which is reset first).
+    pub fn sample(
+        &mut self,
+        env: &dyn Environment,
+        policy: &mut dyn ForwardPolicy,
+        n: usize,
+        exploration: Exploration,
+        rng: &mut Rng,
+        out: &mut Trajectories,
+    ) -> Result<()> {
+        let spec = env.spec();
+        let (w, na, nb, fd) = (
+            spec.state_width,
+            spec.num_actions,
+            spec.num_backward_actions,
+            spec.feature_dim,
+        );
+        out.reset(spec);
+        if self.bufs.len() < n {
+            self.bufs.resize_with(n, TrajBuf::default);
+        }
+        let mut s0 = vec![0; w];
+        env.initial_state(&mut s0);
+        self.active.clear();
+        self.cur.clear();
+        for (i, b) in self.bufs.iter_mut().take(n).enumerate() {
+            b.clear();
+            self.active.push(i);
+            self.cur.extend_from_slice(&s0);
+        }
+        let eps = exploration.epsilon;
+        let temp = exploration.temperature;
+        self.lp.resize(na, 0.0);
+        let lp_row = &mut self.lp;
+        let mut steps = 0usize;
+        while !self.active.is_empty() {
+            let rows = self.active.len();
+            self.feats.resize(rows * fd, 0.0);
+            self.fmask.resize(rows * na, false);
+            self.bmask.resize(rows * nb, false);
+            env.encode(&self.cur, &mut self.feats)?;
+            env.forward_masks(&self.cur, &mut self.fmask)?;
+            env.backward_masks(&self.cur, &mut self.bmask)?;
+            for (r, &i) in self.active.iter().enumerate() {
+                let b = &mut self.bufs[i];
+                b.states.extend_from_slice(&self.cur[r * w..(r + 1) * w]);
+                b.features
+                    .extend_from_slice(&self.feats[r * fd..(r + 1) * fd]);
+                b.fmasks
+                    .extend_from_slice(&self.fmask[r * na..(r + 1) * na]);
+                b.bmasks
+                    .extend_from_slice(&self.bmask[r * nb..(r + 1) * nb]);
+            }
+            self.logits.resize(rows * na, 0.0);
+            policy.policy_logits(&self.feats, rows, &mut self.logits)?;
+            self.step_rows.clear();
+            self.step_states.clear();
+            self.step_actions.clear();
+            for r in 0..rows {
+                let i = self.active[r];
+                let mask = &self.fmask[r * na..(r + 1) * na];
+                if is_dead_end(mask) {
+                    self.bufs[i].done = true;
+                    continue;
+                }
+                if steps >= spec.max_trajectory_length {
+                    return Err(CoreError::Structure {
+                        env: spec.name.clone(),
+                        property: "length bound".into(),
+                        details: format!(
+                            "a trajectory reached state {:?} after {steps} actions without ending (max_trajectory_length = {})",
+                            &self.cur[r * w..(r + 1) * w],
+                            spec.max_trajectory_length
+                        ),
+                    }
+                    .into());
+                }
+                let log_norm =
+                    masked_log_softmax(&self.logits[r * na..(r + 1) * na], mask, temp, lp_row);
+                if !log_norm.is_finite() {
+                    return Err(crate::TrainError::NonFinite {
+                        what: "policy logits".into(),
+                        iteration: 0,
+                        value: log_norm,
+                    });
+                }
+                if eps > 0.0 {
+                    let nvalid = mask.iter().filter(|&&v| v).count() as f64;
+                    for (l, &v) in lp_row.iter_mut().zip(mask) {
+                        if v {
+                            *l = ((1.0 - eps) * l.exp() + eps / nvalid).ln();
+                        }
+                    }
+                }
+                let u = uniform(rng);
+                let a = sample_from_log_probs(lp_row, u).unwrap_or(0);
+                let b = &mut self.bufs[i];
+                b.blp.push(lp_row[a]);
+                if spec.is_exit(a as u32) {
+                    b.edges.push((a as u32, NO_BACKWARD_ACTION));
+                    b.done = true;
+                } else {
+                    self.step_rows.push(r);
+                    self.step_states
+                        .extend_from_slice(&self.cur[r * w..(r + 1) * w]);
+                    self.step_actions.push(a as u32);
+                }
+            }
+            let k = self.step_rows.len();
+            self.next.resize(k * w, 0);
+            self.bacts.resize(k, 0);
+            if k > 0 {
+                env.step(
+                    &self.step_states,
+                    &self.step_actions,
+                    &mut self.next,
+                    &mut self.bacts,
+                )?;
+            }
+            for (j, &r) in self.step_rows.iter().enumerate() {
+                let i = self.active[r];
+                self.bufs[i]
+                    .edges
+                    .push((self.step_actions[j], self.bacts[j]));
+                self.cur[r * w..(r + 1) * w].copy_from_slice(&self.next[j * w..(j + 1) * w]);
+            }
+            // Compact the active set.
+            let mut keep = 0;
+            for r in 0..rows {
+                let i = self.active[r];
+                if !self.bufs[i].done {
+                    self.active[keep] = i;
+                    if keep != r {
+                        self.cur.copy_within(r * w..(r + 1) * w, keep * w);
+                    }
+                    keep += 1;
+                }
+            }
+            self.active.truncate(keep);
+            self.cur.truncate(keep * w);
+            steps += 1;
+        }
+        // Rewards of the terminal states, in one batched call.
+        self.term_states.clear();
+        for b in &self.bufs[..n] {
+            let len = b.states.len();
+            self.term_states.extend_from_slice(&b.states[len - w..]);
+            debug_assert!(is_terminal_mask(spec, &b.fmasks[b.fmasks.len() - na..]));
+        }
+        self.log_r.resize(n, 0.0);
+        env.log_reward(&self.term_states, &mut self.log_r)?;
+        for (i, b) in self.bufs[..n].iter().enumerate() {
+            let lr = self.log_r[i];
+            if !lr.is_finite() {
+                return Err(CoreError::NonFiniteReward {
+                    env: spec.name.clone(),
+                    state: b.states[b.states.len() - w..].to_vec(),
+                    value: lr,
+                }
+                .into());
+            }
+            out.push(
+                &b.states,
+                &b.features,
+                &b.fmasks,
+                &b.bmasks,
+                &b.edges,
+                &b.blp,
+                lr,
+            );
+        }
+        Ok(())
+    }
+}
