@@ -21,6 +21,7 @@ use softgfn_train::{EvalRecord, Observer, RunDir, Trainer, apply_override, resol
 // Built-in environments and algorithms register themselves when linked.
 use softgfn_gflownet as _;
 use softgfn_hypergrid as _;
+use softgfn_softrl as _;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -36,6 +36,7 @@ pub mod math;
 pub mod metrics;
 pub mod registry;
 pub mod rng;
+pub mod soft;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trajectory;

@@ -19,7 +19,9 @@ pub mod config;
 pub mod error;
 pub mod objective;
 pub mod record;
+pub mod replay;
 pub mod sampler;
+pub mod schedule;
 pub mod trainer;
 
 pub use algorithm::{
@@ -30,7 +32,12 @@ pub use config::{EnvSection, EvalConfig, RunConfig, apply_override, resolve};
 pub use error::{Result, TrainError};
 pub use objective::{ChainBatch, ChainGrads, Objective, ObjectiveNeeds};
 pub use record::{EvalRecord, RecordSink, RunDir};
+pub use replay::{
+    MinTree, PerConfig, ReplayBuffer, ReplayShape, SampledBatch, Sampling, SumTree,
+    TransitionRecord,
+};
 pub use sampler::{Exploration, ForwardPolicy, Sampler};
+pub use schedule::{LinearSchedule, PAPER_HORIZON};
 pub use trainer::{Observer, Summary, Trainer};
 
 #[doc(hidden)]

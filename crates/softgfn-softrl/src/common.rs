@@ -1,0 +1,302 @@
+//! Pieces shared by the soft-RL agents: turning trajectories into transitions, encoding batches,
+//! the reduction's rewards, Q-value heads (plain or dueling), replay and target-network settings.
+
+use serde::{Deserialize, Serialize};
+use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
+use softgfn_core::soft::soft_reward;
+use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment, Trajectories};
+use softgfn_nn::Outputs;
+use softgfn_train::algorithm::check;
+use softgfn_train::replay::{PerConfig, SampledBatch, Sampling};
+use softgfn_train::{Result, TrainError};
+
+/// How new transitions enter a prioritized buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewPriority {
+    /// Their TD loss under the current networks, computed at insertion (the paper's hypergrid code).
+    #[default]
+    Loss,
+    /// The largest priority seen so far (torchrl's default; the paper's bitseq and molecules).
+    Max,
+}
+
+/// Replay sampling scheme of a config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayKind {
+    /// Prioritized replay (sum/min segment trees).
+    #[default]
+    Prioritized,
+    /// Uniform replay.
+    Uniform,
+}
+
+/// TD loss of the critics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TdLoss {
+    /// Huber with threshold 1 (PyTorch `HuberLoss`).
+    #[default]
+    Huber,
+    /// Squared error.
+    Mse,
+}
+
+impl TdLoss {
+    /// `(loss, d loss / d residual)`.
+    #[inline]
+    pub fn eval(self, residual: f64) -> (f64, f64) {
+        match self {
+            Self::Huber => softgfn_core::math::huber(residual, 1.0),
+            Self::Mse => (residual * residual, 2.0 * residual),
+        }
+    }
+}
+
+/// Builds the replay sampling scheme from config fields, validating them.
+#[allow(clippy::too_many_arguments)]
+pub fn sampling(
+    kind: ReplayKind,
+    per_alpha: f64,
+    per_beta: f64,
+    per_beta_final: f64,
+    per_beta_horizon: u64,
+) -> Result<Sampling> {
+    Ok(match kind {
+        ReplayKind::Uniform => Sampling::Uniform,
+        ReplayKind::Prioritized => {
+            check::non_negative("algo.per_alpha", per_alpha)?;
+            check::probability("algo.per_beta", per_beta)?;
+            check::probability("algo.per_beta_final", per_beta_final)?;
+            Sampling::Prioritized(PerConfig {
+                alpha: per_alpha,
+                beta: per_beta,
+                beta_final: per_beta_final,
+                beta_horizon: per_beta_horizon,
+                eps: 1e-8,
+            })
+        }
+    })
+}
+
+/// The fixed backward policy of a soft agent, or the naive learned mode, or an error explaining
+/// why a learned backward policy is refused.
+pub fn backward_mode(
+    algo: &str,
+    kind: BackwardPolicyKind,
+    naive_learned_backward: bool,
+) -> Result<Option<&'static dyn BackwardPolicy>> {
+    match (kind.fixed(), naive_learned_backward) {
+        (Some(pb), false) => Ok(Some(pb)),
+        (None, true) => Ok(None),
+        (None, false) => Err(TrainError::Unsupported {
+            algo: algo.into(),
+            message: "a learned backward policy breaks the soft-RL equivalence, which holds for a \
+                      fixed P_B only; use algo.backward_policy = \"uniform\" (or \"tree\" on trees), \
+                      or choose the paper's naive mode explicitly with \
+                      algo.naive_learned_backward = true (P_B becomes a head of the Q-network \
+                      trained through the TD target's log P_B)"
+                .into(),
+        }),
+        (Some(_), true) => Err(TrainError::invalid(
+            "algo.naive_learned_backward",
+            true,
+            "false unless algo.backward_policy = \"learned\"",
+        )),
+    }
+}
+
+/// Copies every transition of a batch of trajectories into a struct-of-arrays batch.
+pub fn transitions_of(t: &Trajectories, out: &mut SampledBatch) {
+    let (w, na, nb) = (t.state_width, t.num_actions, t.num_backward_actions);
+    out.indices.clear();
+    out.weights.clear();
+    out.states.clear();
+    out.next_states.clear();
+    out.forward_masks.clear();
+    out.next_forward_masks.clear();
+    out.next_backward_masks.clear();
+    out.actions.clear();
+    out.backward_actions.clear();
+    out.terminal_log_rewards.clear();
+    out.done.clear();
+    out.exit.clear();
+    for tr in t.transitions() {
+        let src = tr.state_row;
+        out.states.extend_from_slice(t.state(src));
+        out.forward_masks.extend_from_slice(t.forward_mask(src));
+        match tr.next_row {
+            Some(n) => {
+                out.next_states.extend_from_slice(t.state(n));
+                out.next_forward_masks.extend_from_slice(t.forward_mask(n));
+                out.next_backward_masks
+                    .extend_from_slice(t.backward_mask(n));
+            }
+            None => {
+                out.next_states.extend_from_slice(t.state(src));
+                out.next_forward_masks
+                    .extend(std::iter::repeat_n(false, na));
+                out.next_backward_masks
+                    .extend(std::iter::repeat_n(false, nb));
+            }
+        }
+        out.actions.push(tr.action);
+        out.backward_actions.push(tr.backward_action);
+        out.terminal_log_rewards
+            .push(if tr.done { tr.log_reward } else { 0.0 });
+        out.done.push(tr.done);
+        out.exit.push(tr.next_row.is_none());
+        out.indices.push(out.indices.len());
+        out.weights.push(1.0);
+    }
+    debug_assert_eq!(out.states.len(), out.actions.len() * w);
+}
+
+/// Encodes the states (and next states) of a batch into `feats` (`[s; s']` when `with_next`).
+pub fn encode_batch(
+    env: &dyn Environment,
+    b: &SampledBatch,
+    with_next: bool,
+    feats: &mut Vec<f32>,
+) -> Result<()> {
+    let n = b.actions.len();
+    let fd = env.spec().feature_dim;
+    let rows = if with_next { 2 * n } else { n };
+    feats.resize(rows * fd, 0.0);
+    env.encode(&b.states, &mut feats[..n * fd])?;
+    if with_next {
+        env.encode(&b.next_states, &mut feats[n * fd..])?;
+    }
+    Ok(())
+}
+
+/// Rewards of the reduced soft MDP for a batch, with a fixed backward policy; with the naive
+/// learned mode (`fixed = None`) `learned_log_pb` supplies `log P_B` per transition.
+pub fn batch_rewards(
+    b: &SampledBatch,
+    nb: usize,
+    fixed: Option<&dyn BackwardPolicy>,
+    learned_log_pb: &[f64],
+    out: &mut Vec<f64>,
+) {
+    out.clear();
+    for i in 0..b.actions.len() {
+        let r = match fixed {
+            Some(pb) => soft_reward(
+                pb,
+                &b.next_backward_masks[i * nb..(i + 1) * nb],
+                b.backward_actions[i],
+                b.exit[i],
+                b.done[i],
+                b.terminal_log_rewards[i],
+            ),
+            None if b.exit[i] => b.terminal_log_rewards[i],
+            None => {
+                learned_log_pb[i]
+                    + if b.done[i] {
+                        b.terminal_log_rewards[i]
+                    } else {
+                        0.0
+                    }
+            }
+        };
+        out.push(r);
+    }
+}
+
+/// Layout of a Q-network's heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QHeads {
+    /// One head of Q-values.
+    Plain {
+        /// Head index.
+        q: usize,
+    },
+    /// `Q = V + log_softmax(A)` over valid actions.
+    Dueling {
+        /// Value head (width 1).
+        value: usize,
+        /// Advantage head (width = actions).
+        advantage: usize,
+    },
+}
+
+impl QHeads {
+    /// Q-values of `rows` rows starting at `row0` of `out` into `dest` (rows x na); invalid
+    /// actions get `-inf` in the dueling form. `lsm` receives the advantage log-softmax rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn q_values(
+        self,
+        out: &Outputs,
+        row0: usize,
+        rows: usize,
+        na: usize,
+        masks: &[bool],
+        dest: &mut Vec<f32>,
+        lsm: &mut Vec<f64>,
+    ) {
+        dest.resize(rows * na, 0.0);
+        match self {
+            Self::Plain { q } => {
+                dest.copy_from_slice(&out.head(q)[row0 * na..(row0 + rows) * na]);
+            }
+            Self::Dueling { value, advantage } => {
+                lsm.resize(rows * na, 0.0);
+                let adv = out.head(advantage);
+                let v = out.head(value);
+                for r in 0..rows {
+                    let lrow = &mut lsm[r * na..(r + 1) * na];
+                    masked_log_softmax(
+                        &adv[(row0 + r) * na..(row0 + r + 1) * na],
+                        &masks[r * na..(r + 1) * na],
+                        1.0,
+                        lrow,
+                    );
+                    for a in 0..na {
+                        dest[r * na + a] = (f64::from(v[row0 + r]) + lrow[a]) as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `g = d loss / d Q(row, action)` into the head gradients.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_one(
+        self,
+        grad: &mut Outputs,
+        row: usize,
+        na: usize,
+        mask: &[bool],
+        lsm_row: &[f64],
+        action: usize,
+        g: f64,
+    ) {
+        match self {
+            Self::Plain { q } => grad.head_mut(q)[row * na + action] += g as f32,
+            Self::Dueling { value, advantage } => {
+                grad.head_mut(value)[row] += g as f32;
+                log_softmax_backward_one(
+                    lsm_row,
+                    mask,
+                    action,
+                    g,
+                    &mut grad.head_mut(advantage)[row * na..(row + 1) * na],
+                );
+            }
+        }
+    }
+
+    /// Sampling logits up to a per-row constant: `Q / lambda` (plain) or `A / lambda` (dueling).
+    pub fn logits(self, out: &Outputs, rows: usize, na: usize, lambda: f64, dest: &mut [f32]) {
+        let src = match self {
+            Self::Plain { q } => out.head(q),
+            Self::Dueling { advantage, .. } => out.head(advantage),
+        };
+        let inv = (1.0 / lambda) as f32;
+        for (d, &s) in dest.iter_mut().zip(&src[..rows * na]) {
+            *d = s * inv;
+        }
+    }
+}

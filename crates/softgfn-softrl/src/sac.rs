@@ -1,0 +1,511 @@
+//! Discrete soft actor-critic (Christodoulou, 2019, "Soft actor-critic for discrete action
+//! settings") on the GFlowNet soft MDP, as in the paper's hypergrid code.
+//!
+//! An actor head and twin Q heads share one torso; two target Q heads follow by Polyak averaging.
+//! With entropy coefficient 1 and the reduction's rewards:
+//!
+//! ```text
+//! V_target(s') = sum_a' pi(a'|s') [min(Q1_t, Q2_t)(s', a') - log pi(a'|s')]
+//! y            = r(s, a) + [not done] V_target(s')
+//! L_critic     = mean_i [huber(Q1(s_i, a_i) - y_i) + huber(Q2(s_i, a_i) - y_i)]
+//! L_actor      = - mean_i V(s_i),  V(s) = sum_a pi(a|s) [min(Q1_t, Q2_t)(s, a) - log pi(a|s)]
+//! ```
+//!
+//! The behaviour policy is the actor; `log_z_learned` is `V(s0)` with the online critics.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
+use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
+use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
+use softgfn_train::algorithm::check;
+use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling, TransitionRecord};
+use softgfn_train::{
+    Algorithm, AlgorithmConfig, BuildContext, Exploration, ForwardPolicy, LinearSchedule,
+    PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
+};
+
+use crate::common::{
+    ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch, sampling, transitions_of,
+};
+use crate::targets::{sac_value, sac_value_grad};
+
+const ACTOR: usize = 0;
+const Q1: usize = 1;
+const Q2: usize = 2;
+
+/// Discrete SAC configuration (`name = "sac"`); defaults from the paper's hypergrid code.
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `q_learning_rate` | 0.01 | Adam learning rate of the torso and the Q heads | > 0 |
+/// | `policy_learning_rate` | 0.001 | Adam learning rate of the actor head | > 0 |
+/// | `adam_eps` | 0.0001 | Adam epsilon | > 0 |
+/// | `weight_decay` | 0.0 | L2 weight decay | >= 0 |
+/// | `trajectories_per_iteration` | 16 | rollouts per iteration | >= 1 |
+/// | `batch_size` | 256 | transitions per gradient step | >= 1 |
+/// | `buffer_capacity` | 100000 | replay capacity | >= 1 |
+/// | `replay` | `prioritized` | `prioritized` or `uniform` (new items at max priority) | |
+/// | `per_alpha`, `per_beta`, `per_beta_final`, `per_beta_horizon` | 0.5, 0.0, 1.0, 62500 | PER | |
+/// | `per_apply_weights` | false | multiply losses by importance weights | |
+/// | `loss` | `huber` | critic loss | |
+/// | `tau` | 0.25 | Polyak coefficient of the target critics | (0, 1] |
+/// | `learning_starts` | 16 | iterations before the first gradient step | >= 0 |
+/// | `leaf_coef` | 1.0 | critic-loss weight of terminal transitions | > 0 |
+/// | `backward_policy` | `uniform` | fixed P_B; `learned` needs `naive_learned_backward` | |
+/// | `naive_learned_backward` | false | the paper code's learned tied P_B (naive mode) | |
+/// | `hidden_dim`, `hidden_layers` | 256, 2 | shared torso | >= 1 |
+/// | `epsilon`, `epsilon_final`, `epsilon_horizon` | 0, 0, 62500 | uniform-action probability schedule | [0, 1] |
+/// | `temperature` | 1.0 | sampling temperature | > 0 |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SacConfig {
+    /// Learning rate of the torso and critics.
+    pub q_learning_rate: f64,
+    /// Learning rate of the actor head.
+    pub policy_learning_rate: f64,
+    /// Adam epsilon.
+    pub adam_eps: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Rollouts per iteration.
+    pub trajectories_per_iteration: usize,
+    /// Transitions per gradient step.
+    pub batch_size: usize,
+    /// Replay capacity.
+    pub buffer_capacity: usize,
+    /// Replay scheme.
+    pub replay: ReplayKind,
+    /// PER priority exponent.
+    pub per_alpha: f64,
+    /// PER initial importance exponent.
+    pub per_beta: f64,
+    /// PER final importance exponent.
+    pub per_beta_final: f64,
+    /// Iterations of the beta annealing.
+    pub per_beta_horizon: u64,
+    /// Apply importance weights.
+    pub per_apply_weights: bool,
+    /// Critic loss.
+    pub loss: TdLoss,
+    /// Polyak coefficient.
+    pub tau: f64,
+    /// Iterations before learning.
+    pub learning_starts: u64,
+    /// Critic-loss weight of terminal transitions.
+    pub leaf_coef: f64,
+    /// Backward policy.
+    pub backward_policy: BackwardPolicyKind,
+    /// Accept a learned backward policy in the paper's naive mode.
+    pub naive_learned_backward: bool,
+    /// Hidden width.
+    pub hidden_dim: usize,
+    /// Hidden layers.
+    pub hidden_layers: usize,
+    /// Initial epsilon.
+    pub epsilon: f64,
+    /// Final epsilon.
+    pub epsilon_final: f64,
+    /// Iterations of the epsilon decay.
+    pub epsilon_horizon: u64,
+    /// Sampling temperature.
+    pub temperature: f64,
+}
+
+impl Default for SacConfig {
+    fn default() -> Self {
+        Self {
+            q_learning_rate: 1e-2,
+            policy_learning_rate: 1e-3,
+            adam_eps: 1e-4,
+            weight_decay: 0.0,
+            trajectories_per_iteration: 16,
+            batch_size: 256,
+            buffer_capacity: 100_000,
+            replay: ReplayKind::Prioritized,
+            per_alpha: 0.5,
+            per_beta: 0.0,
+            per_beta_final: 1.0,
+            per_beta_horizon: PAPER_HORIZON,
+            per_apply_weights: false,
+            loss: TdLoss::Huber,
+            tau: 0.25,
+            learning_starts: 16,
+            leaf_coef: 1.0,
+            backward_policy: BackwardPolicyKind::Uniform,
+            naive_learned_backward: false,
+            hidden_dim: 256,
+            hidden_layers: 2,
+            epsilon: 0.0,
+            epsilon_final: 0.0,
+            epsilon_horizon: PAPER_HORIZON,
+            temperature: 1.0,
+        }
+    }
+}
+
+#[typetag::serde(name = "sac")]
+impl AlgorithmConfig for SacConfig {
+    fn validate(&self) -> Result<()> {
+        check::positive("algo.q_learning_rate", self.q_learning_rate)?;
+        check::positive("algo.policy_learning_rate", self.policy_learning_rate)?;
+        check::positive("algo.adam_eps", self.adam_eps)?;
+        check::non_negative("algo.weight_decay", self.weight_decay)?;
+        check::at_least(
+            "algo.trajectories_per_iteration",
+            self.trajectories_per_iteration,
+            1,
+        )?;
+        check::at_least("algo.batch_size", self.batch_size, 1)?;
+        check::at_least("algo.buffer_capacity", self.buffer_capacity, 1)?;
+        sampling(
+            self.replay,
+            self.per_alpha,
+            self.per_beta,
+            self.per_beta_final,
+            self.per_beta_horizon,
+        )?;
+        if !(self.tau > 0.0 && self.tau <= 1.0) {
+            return Err(TrainError::invalid(
+                "algo.tau",
+                self.tau,
+                "a number in (0, 1]",
+            ));
+        }
+        check::positive("algo.leaf_coef", self.leaf_coef)?;
+        check::at_least("algo.hidden_dim", self.hidden_dim, 1)?;
+        check::at_least("algo.hidden_layers", self.hidden_layers, 1)?;
+        check::probability("algo.epsilon", self.epsilon)?;
+        check::probability("algo.epsilon_final", self.epsilon_final)?;
+        check::positive("algo.temperature", self.temperature)?;
+        backward_mode("sac", self.backward_policy, self.naive_learned_backward)?;
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
+        self.validate()?;
+        Ok(Box::new(Sac::new(self.clone(), ctx)?))
+    }
+
+    fn clone_box(&self) -> Box<dyn AlgorithmConfig> {
+        Box::new(self.clone())
+    }
+}
+
+/// The discrete SAC agent.
+#[derive(Debug)]
+pub struct Sac {
+    cfg: SacConfig,
+    online: Model,
+    target: Model,
+    head_backward: Option<usize>,
+    fixed_pb: Option<&'static dyn BackwardPolicy>,
+    buffer: ReplayBuffer,
+    epsilon: LinearSchedule,
+    next_iteration: u64,
+    num_actions: usize,
+    num_backward_actions: usize,
+    fresh: SampledBatch,
+    batch: SampledBatch,
+    feats: Vec<f32>,
+    out: Outputs,
+    out_t: Outputs,
+    grad: Outputs,
+    lp: Vec<f64>,
+    lpb: Vec<f64>,
+    log_pb: Vec<f64>,
+    rewards: Vec<f64>,
+    losses: Vec<f64>,
+}
+
+impl Sac {
+    /// Builds the shared network (actor, twin critics), its target copy and the replay buffer.
+    pub fn new(cfg: SacConfig, ctx: &mut BuildContext<'_>) -> Result<Self> {
+        let spec = ctx.env.spec();
+        let (na, nb) = (spec.num_actions, spec.num_backward_actions);
+        let fixed_pb = backward_mode("sac", cfg.backward_policy, cfg.naive_learned_backward)?;
+        let mut heads = vec![
+            HeadSpec::new("actor", na),
+            HeadSpec::new("q1", na),
+            HeadSpec::new("q2", na),
+        ];
+        let head_backward = fixed_pb.is_none().then(|| {
+            heads.push(HeadSpec::new("backward", nb));
+            heads.len() - 1
+        });
+        let mlp = MlpSpec {
+            input_dim: spec.feature_dim,
+            hidden_dims: vec![cfg.hidden_dim; cfg.hidden_layers],
+            heads,
+            scalars: vec![],
+        };
+        let opt = OptimizerSpec {
+            adam: AdamConfig {
+                learning_rate: cfg.q_learning_rate as f32,
+                eps: cfg.adam_eps as f32,
+                weight_decay: cfg.weight_decay as f32,
+                ..AdamConfig::default()
+            },
+            group_learning_rates: vec![("head:actor".to_string(), cfg.policy_learning_rate as f32)],
+        };
+        let online = Model::mlp(&mlp, &opt, ctx.device, ctx.rng)?;
+        let target = online.clone_model();
+        let buffer = ReplayBuffer::new(
+            ReplayShape {
+                state_width: spec.state_width,
+                num_actions: na,
+                num_backward_actions: nb,
+            },
+            cfg.buffer_capacity,
+            sampling(
+                cfg.replay,
+                cfg.per_alpha,
+                cfg.per_beta,
+                cfg.per_beta_final,
+                cfg.per_beta_horizon,
+            )?,
+        )?;
+        Ok(Self {
+            epsilon: LinearSchedule {
+                start: cfg.epsilon,
+                end: cfg.epsilon_final,
+                horizon: cfg.epsilon_horizon,
+            },
+            cfg,
+            online,
+            target,
+            head_backward,
+            fixed_pb,
+            buffer,
+            next_iteration: 0,
+            num_actions: na,
+            num_backward_actions: nb,
+            fresh: SampledBatch::default(),
+            batch: SampledBatch::default(),
+            feats: Vec::new(),
+            out: Outputs::new(),
+            out_t: Outputs::new(),
+            grad: Outputs::new(),
+            lp: Vec::new(),
+            lpb: Vec::new(),
+            log_pb: Vec::new(),
+            rewards: Vec::new(),
+            losses: Vec::new(),
+        })
+    }
+
+    fn train_step(
+        &mut self,
+        env: &dyn Environment,
+        iteration: u64,
+        rng: &mut softgfn_core::Rng,
+    ) -> Result<f64> {
+        self.buffer
+            .sample(self.cfg.batch_size, iteration, rng, &mut self.batch)?;
+        let b = &self.batch;
+        let n = b.actions.len();
+        let (na, nb) = (self.num_actions, self.num_backward_actions);
+        // Online network on [s; s'] (the actor at s' gives the bootstrap policy).
+        encode_batch(env, b, true, &mut self.feats)?;
+        self.online
+            .forward_train(&self.feats, 2 * n, &mut self.out, rng)?;
+        // Target critics on [s; s'].
+        self.target.forward(&self.feats, 2 * n, &mut self.out_t)?;
+        self.lp.resize(2 * n * na, 0.0);
+        let actor = self.out.head(ACTOR);
+        for r in 0..2 * n {
+            let mask = if r < n {
+                &b.forward_masks[r * na..(r + 1) * na]
+            } else {
+                &b.next_forward_masks[(r - n) * na..(r - n + 1) * na]
+            };
+            masked_log_softmax(
+                &actor[r * na..(r + 1) * na],
+                mask,
+                1.0,
+                &mut self.lp[r * na..(r + 1) * na],
+            );
+        }
+        self.log_pb.clear();
+        if let Some(h) = self.head_backward {
+            self.lpb.resize(n * nb, 0.0);
+            let bl = self.out.head(h);
+            for i in 0..n {
+                masked_log_softmax(
+                    &bl[(n + i) * nb..(n + i + 1) * nb],
+                    &b.next_backward_masks[i * nb..(i + 1) * nb],
+                    1.0,
+                    &mut self.lpb[i * nb..(i + 1) * nb],
+                );
+                self.log_pb.push(if b.exit[i] {
+                    0.0
+                } else {
+                    self.lpb[i * nb + b.backward_actions[i] as usize]
+                });
+            }
+        }
+        batch_rewards(
+            b,
+            nb,
+            self.fixed_pb.map(|p| p as &dyn BackwardPolicy),
+            &self.log_pb,
+            &mut self.rewards,
+        );
+        let dims = self.online.head_dims();
+        self.grad.reset(2 * n, &dims);
+        let (tq1, tq2) = (self.out_t.head(Q1), self.out_t.head(Q2));
+        let (q1, q2) = (self.out.head(Q1), self.out.head(Q2));
+        let inv = 1.0 / n.max(1) as f64;
+        let mut total = 0.0;
+        self.losses.clear();
+        for i in 0..n {
+            let a = b.actions[i] as usize;
+            let next = n + i;
+            let v_next = if b.done[i] {
+                0.0
+            } else {
+                sac_value(
+                    &self.lp[next * na..(next + 1) * na],
+                    &tq1[next * na..(next + 1) * na],
+                    &tq2[next * na..(next + 1) * na],
+                    &b.next_forward_masks[i * na..(i + 1) * na],
+                )
+            };
+            let y = self.rewards[i] + v_next;
+            let leaf = if b.done[i] { self.cfg.leaf_coef } else { 1.0 };
+            let w = if self.cfg.per_apply_weights {
+                b.weights[i]
+            } else {
+                1.0
+            };
+            let (l1, d1) = self.cfg.loss.eval(f64::from(q1[i * na + a]) - y);
+            let (l2, d2) = self.cfg.loss.eval(f64::from(q2[i * na + a]) - y);
+            self.losses.push(leaf * 0.5 * (l1 + l2));
+            total += w * leaf * (l1 + l2) * inv;
+            self.grad.head_mut(Q1)[i * na + a] += (w * leaf * d1 * inv) as f32;
+            self.grad.head_mut(Q2)[i * na + a] += (w * leaf * d2 * inv) as f32;
+            if let (Some(h), false) = (self.head_backward, b.exit[i]) {
+                let g = -w * leaf * (d1 + d2) * inv;
+                log_softmax_backward_one(
+                    &self.lpb[i * nb..(i + 1) * nb],
+                    &b.next_backward_masks[i * nb..(i + 1) * nb],
+                    b.backward_actions[i] as usize,
+                    g,
+                    &mut self.grad.head_mut(h)[next * nb..(next + 1) * nb],
+                );
+            }
+            // Actor: maximise V(s) under the target critics (loss -mean V(s)).
+            let v = sac_value_grad(
+                &self.lp[i * na..(i + 1) * na],
+                &tq1[i * na..(i + 1) * na],
+                &tq2[i * na..(i + 1) * na],
+                &b.forward_masks[i * na..(i + 1) * na],
+                -inv,
+                &mut self.grad.head_mut(ACTOR)[i * na..(i + 1) * na],
+            );
+            total -= v * inv;
+        }
+        self.online.backward(&self.grad, &[])?;
+        self.online.step()?;
+        if matches!(self.buffer.sampling(), Sampling::Prioritized(_)) {
+            let idx = std::mem::take(&mut self.batch.indices);
+            self.buffer.update_priorities(&idx, &self.losses)?;
+            self.batch.indices = idx;
+        }
+        self.target.polyak_from(&self.online, self.cfg.tau as f32)?;
+        Ok(total)
+    }
+}
+
+impl ForwardPolicy for Sac {
+    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.online.forward(features, rows, &mut self.out)?;
+        out.copy_from_slice(&self.out.head(ACTOR)[..rows * self.num_actions]);
+        Ok(())
+    }
+}
+
+impl Algorithm for Sac {
+    fn name(&self) -> &str {
+        "sac"
+    }
+
+    fn exploration(&self) -> Exploration {
+        Exploration {
+            epsilon: self.epsilon.value(self.next_iteration),
+            temperature: self.cfg.temperature,
+        }
+    }
+
+    fn trajectories_per_iteration(&self) -> usize {
+        self.cfg.trajectories_per_iteration
+    }
+
+    fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats> {
+        self.next_iteration = ctx.iteration + 1;
+        transitions_of(ctx.trajectories, &mut self.fresh);
+        let (na, nb, w) = (
+            self.num_actions,
+            self.num_backward_actions,
+            ctx.env.spec().state_width,
+        );
+        let f = &self.fresh;
+        for i in 0..f.actions.len() {
+            let rec = TransitionRecord {
+                state: &f.states[i * w..(i + 1) * w],
+                next_state: &f.next_states[i * w..(i + 1) * w],
+                forward_mask: &f.forward_masks[i * na..(i + 1) * na],
+                next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
+                next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
+                action: f.actions[i],
+                backward_action: f.backward_actions[i],
+                terminal_log_reward: f.terminal_log_rewards[i],
+                done: f.done[i],
+                exit: f.exit[i],
+            };
+            self.buffer.push(&rec, None)?;
+        }
+        if ctx.iteration < self.cfg.learning_starts {
+            return Ok(UpdateStats {
+                loss: f64::NAN,
+                grad_norm: f64::NAN,
+            });
+        }
+        let loss = self.train_step(ctx.env, ctx.iteration, ctx.rng)?;
+        Ok(UpdateStats {
+            loss,
+            grad_norm: f64::NAN,
+        })
+    }
+
+    fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
+        let spec = env.spec();
+        let mut s0 = vec![0; spec.state_width];
+        env.initial_state(&mut s0);
+        let mut feats = vec![0f32; spec.feature_dim];
+        env.encode(&s0, &mut feats)?;
+        let mut mask = vec![false; spec.num_actions];
+        env.forward_masks(&s0, &mut mask)?;
+        self.online.forward(&feats, 1, &mut self.out)?;
+        let mut lp = vec![0.0; spec.num_actions];
+        masked_log_softmax(self.out.head(ACTOR), &mask, 1.0, &mut lp);
+        Ok(sac_value(&lp, self.out.head(Q1), self.out.head(Q2), &mask))
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.online
+            .save_safetensors(&dir.join(crate::dqn::ONLINE_FILE))?;
+        Ok(self
+            .target
+            .save_safetensors(&dir.join(crate::dqn::TARGET_FILE))?)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        self.online
+            .load_safetensors(&dir.join(crate::dqn::ONLINE_FILE))?;
+        Ok(self
+            .target
+            .load_safetensors(&dir.join(crate::dqn::TARGET_FILE))?)
+    }
+}

@@ -1,0 +1,185 @@
+//! Soft Bellman targets as pure functions of Q-values (host math, tested at exact fixed points).
+//!
+//! With entropy coefficient `lambda`, the soft value of a state and the soft policy are
+//!
+//! ```text
+//! V(s)        = lambda * log sum_{valid a} exp(Q(s, a) / lambda)
+//! pi(a | s)   = exp((Q(s, a) - V(s)) / lambda)
+//! ```
+//!
+//! and the SoftDQN / Munchausen DQN target of a transition `(s, a, r, s')` is
+//!
+//! ```text
+//! y = r + [not done] V_target(s') + alpha * clip(lambda * log pi_target(a | s), l0, 0)
+//! ```
+//!
+//! (Vieillard et al., 2020, "Munchausen reinforcement learning"). With `lambda = 1/(1 - alpha)`
+//! the effective entropy coefficient `(1 - alpha) lambda` is 1, so the fixed point
+//! `Q(s, a) = log F(s) + lambda log P_F(a | s)` samples exactly `R/Z` (Tiapkin et al., 2024).
+//! The "double" variant bootstraps with `V(s') = sum_a' pi_online(a'|s') [Q_target(s', a') -
+//! lambda log pi_online(a'|s')]`.
+
+use softgfn_core::math::masked_log_softmax;
+
+/// Soft value `lambda * logsumexp(q / lambda)` over valid actions; writes `log pi` into `log_pi`.
+/// Returns `-inf` when no action is valid.
+pub fn soft_value(q: &[f32], mask: &[bool], lambda: f64, log_pi: &mut [f64]) -> f64 {
+    lambda * masked_log_softmax(q, mask, lambda, log_pi)
+}
+
+/// Parameters of the soft TD target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetParams {
+    /// Entropy coefficient `lambda`.
+    pub lambda: f64,
+    /// Munchausen coefficient `alpha` (0 for SoftDQN).
+    pub munchausen_alpha: f64,
+    /// Lower clip `l0` of the Munchausen term.
+    pub munchausen_clip_min: f64,
+    /// Double-soft bootstrap (needs online Q-values at `s'`).
+    pub double: bool,
+}
+
+/// Inputs of one transition's target. Q rows are over all actions; masks mark the valid ones.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetInputs<'a> {
+    /// Reward of the transition (from [`softgfn_core::soft::soft_reward`]).
+    pub reward: f64,
+    /// Whether the episode ends with it (no bootstrap).
+    pub done: bool,
+    /// Target-network Q-values at `s'`.
+    pub q_target_next: &'a [f32],
+    /// Online Q-values at `s'` (double variant only).
+    pub q_online_next: Option<&'a [f32]>,
+    /// Valid actions at `s'`.
+    pub next_mask: &'a [bool],
+    /// Target-network Q-values at `s` (Munchausen term only).
+    pub q_target_state: Option<&'a [f32]>,
+    /// Valid actions at `s`.
+    pub mask: &'a [bool],
+    /// The action taken.
+    pub action: usize,
+}
+
+/// The soft TD target `y` of one transition; `scratch` must have one entry per action.
+pub fn soft_td_target(p: &TargetParams, x: &TargetInputs<'_>, scratch: &mut [f64]) -> f64 {
+    let mut y = x.reward;
+    if !x.done {
+        y += match (p.double, x.q_online_next) {
+            (true, Some(qo)) => {
+                masked_log_softmax(qo, x.next_mask, p.lambda, scratch);
+                let mut v = 0.0;
+                for a in 0..qo.len() {
+                    if x.next_mask[a] {
+                        let lp = scratch[a];
+                        v += lp.exp() * (f64::from(x.q_target_next[a]) - p.lambda * lp);
+                    }
+                }
+                v
+            }
+            _ => soft_value(x.q_target_next, x.next_mask, p.lambda, scratch),
+        };
+    }
+    if let Some(qs) = x.q_target_state.filter(|_| p.munchausen_alpha > 0.0) {
+        masked_log_softmax(qs, x.mask, p.lambda, scratch);
+        let term = (p.lambda * scratch[x.action]).clamp(p.munchausen_clip_min, 0.0);
+        y += p.munchausen_alpha * term;
+    }
+    y
+}
+
+/// Discrete SAC soft value with twin critics (entropy coefficient 1):
+/// `V(s) = sum_a pi(a|s) [min(Q1, Q2)(s, a) - log pi(a|s)]`, given `log pi` of the row.
+pub fn sac_value(log_pi: &[f64], q1: &[f32], q2: &[f32], mask: &[bool]) -> f64 {
+    let mut v = 0.0;
+    for a in 0..log_pi.len() {
+        if mask[a] {
+            let q = f64::from(q1[a].min(q2[a]));
+            v += log_pi[a].exp() * (q - log_pi[a]);
+        }
+    }
+    v
+}
+
+/// Gradient of `sac_value` with respect to the actor's logits (entropy coefficient 1):
+/// `dV / dz_j = pi_j (q_j - log pi_j - V)`; adds `scale * dV/dz` into `grad`.
+pub fn sac_value_grad(
+    log_pi: &[f64],
+    q1: &[f32],
+    q2: &[f32],
+    mask: &[bool],
+    scale: f64,
+    grad: &mut [f32],
+) -> f64 {
+    let v = sac_value(log_pi, q1, q2, mask);
+    for a in 0..log_pi.len() {
+        if mask[a] {
+            let q = f64::from(q1[a].min(q2[a]));
+            let p = log_pi[a].exp();
+            grad[a] += (scale * p * (q - log_pi[a] - v)) as f32;
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_value_is_lambda_logsumexp() {
+        let mut lp = [0.0; 3];
+        let v = soft_value(&[1.0, 2.0, 5.0], &[true, true, false], 2.0, &mut lp);
+        let expect = 2.0 * ((0.5f64).exp() + 1f64.exp()).ln();
+        assert!((v - expect).abs() < 1e-12);
+        assert_eq!(lp[2], f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn munchausen_term_is_clipped() {
+        let p = TargetParams {
+            lambda: 1.0,
+            munchausen_alpha: 0.5,
+            munchausen_clip_min: -1.0,
+            double: false,
+        };
+        // log pi(a=1|s) = log(1/(1+e^10)) ~ -10 -> clipped to -1 -> +0.5 * -1.
+        let x = TargetInputs {
+            reward: 0.25,
+            done: true,
+            q_target_next: &[0.0, 0.0],
+            q_online_next: None,
+            next_mask: &[false, false],
+            q_target_state: Some(&[10.0, 0.0]),
+            mask: &[true, true],
+            action: 1,
+        };
+        let mut s = [0.0; 2];
+        assert!((soft_td_target(&p, &x, &mut s) - (0.25 - 0.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sac_gradient_matches_finite_differences() {
+        let z = [0.3f32, -0.4, 0.8];
+        let mask = [true, true, true];
+        let q1 = [1.0f32, 0.5, -0.2];
+        let q2 = [0.8f32, 0.9, -0.1];
+        let f = |z: &[f32]| {
+            let mut lp = [0.0; 3];
+            masked_log_softmax(z, &mask, 1.0, &mut lp);
+            sac_value(&lp, &q1, &q2, &mask)
+        };
+        let mut lp = [0.0; 3];
+        masked_log_softmax(&z, &mask, 1.0, &mut lp);
+        let mut g = [0.0f32; 3];
+        sac_value_grad(&lp, &q1, &q2, &mask, 1.0, &mut g);
+        for j in 0..3 {
+            let mut a = z;
+            let mut b = z;
+            a[j] += 1e-3;
+            b[j] -= 1e-3;
+            let fd = (f(&a) - f(&b)) / 2e-3;
+            assert!((fd - f64::from(g[j])).abs() < 1e-3, "{j}: {fd} vs {}", g[j]);
+        }
+    }
+}
