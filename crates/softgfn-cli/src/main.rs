@@ -9,14 +9,11 @@
 //! softgfn check-env --env hypergrid --set env.dim=3
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+mod train;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use softgfn_train::record::{CONFIG_FILE, SUMMARY_FILE};
-use softgfn_train::{EvalRecord, Observer, RunDir, Trainer, apply_override, resolve};
+use softgfn_train::{apply_override, resolve};
 
 // Built-in environments and algorithms register themselves when linked.
 use softgfn_gflownet as _;
@@ -37,7 +34,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train an algorithm on an environment and write a run directory.
-    Train(TrainArgs),
+    Train(train::TrainArgs),
     /// List the registered environments.
     Envs {
         #[command(subcommand)]
@@ -77,43 +74,6 @@ enum ConfigAction {
 }
 
 #[derive(Args, Debug)]
-struct TrainArgs {
-    /// Run config file (TOML); flags below override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Environment name (`env.name`).
-    #[arg(long)]
-    env: Option<String>,
-    /// Algorithm name (`algo.name`).
-    #[arg(long)]
-    algo: Option<String>,
-    /// Override a config key, e.g. `--set env.dim=2 --set algo.learning_rate=0.01`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// Number of training iterations.
-    #[arg(long)]
-    iterations: Option<u64>,
-    /// Seed of every random stream.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Device (`cpu`).
-    #[arg(long)]
-    device: Option<String>,
-    /// Output directory (default: runs/<env>-<algo>-s<seed>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Overwrite an existing run in the output directory.
-    #[arg(long)]
-    force: bool,
-    /// Worker threads for tensor math (one is fastest for small networks).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-}
-
-#[derive(Args, Debug)]
 struct CheckEnvArgs {
     /// Environment name.
     #[arg(long)]
@@ -139,7 +99,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train::train(args),
         Command::Envs { .. } => {
             for r in softgfn_core::registered_envs()? {
                 println!("{:<12} {}", r.name, r.summary);
@@ -166,135 +126,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn toml_str(s: &str) -> String {
+/// A TOML string literal.
+pub(crate) fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
-}
-
-fn build_table(args: &TrainArgs) -> Result<toml::Table> {
-    let mut table = match &args.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the config file {}", p.display()))?;
-            softgfn_train::config::parse_toml(&text, &p.display().to_string())?
-        }
-        None => toml::Table::new(),
-    };
-    if let Some(e) = &args.env {
-        apply_override(&mut table, &format!("env.name={}", toml_str(e)))?;
-    }
-    if let Some(a) = &args.algo {
-        apply_override(&mut table, &format!("algo.name={}", toml_str(a)))?;
-    }
-    if let Some(n) = args.iterations {
-        apply_override(&mut table, &format!("iterations={n}"))?;
-    }
-    if let Some(s) = args.seed {
-        apply_override(&mut table, &format!("seed={s}"))?;
-    }
-    if let Some(d) = &args.device {
-        apply_override(&mut table, &format!("device={}", toml_str(d)))?;
-    }
-    for kv in &args.set {
-        apply_override(&mut table, kv)?;
-    }
-    Ok(table)
-}
-
-struct Progress {
-    bar: Option<ProgressBar>,
-}
-
-impl Observer for Progress {
-    fn on_start(&mut self, total: u64) {
-        if let Some(b) = &self.bar {
-            b.set_length(total);
-        }
-    }
-
-    fn on_iteration(&mut self, iteration: u64, _loss: f64) {
-        if let Some(b) = &self.bar {
-            b.set_position(iteration);
-        }
-    }
-
-    fn on_eval(&mut self, r: &EvalRecord) {
-        if let Some(b) = &self.bar {
-            b.set_message(status_line(r));
-        }
-    }
-}
-
-fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn status_line(r: &EvalRecord) -> String {
-    format!(
-        "loss {} | log Z {} / {} | exact_l1 {} | emp_kl {}",
-        fmt_opt(r.loss, 4),
-        fmt_opt(r.log_z_learned, 3),
-        fmt_opt(r.log_z_true, 3),
-        fmt_opt(r.exact_l1, 4),
-        fmt_opt(r.emp_kl, 3),
-    )
-}
-
-fn train(args: TrainArgs) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.max(1))
-        .build_global()
-        .context("cannot configure the thread pool")?;
-    let table = build_table(&args)?;
-    let (config, env) = resolve(table)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        Path::new("runs").join(format!(
-            "{}-{}-s{}",
-            config.env.name,
-            algo_name(&config),
-            config.seed
-        ))
-    });
-    let mut dir = RunDir::create(&out, args.force)?;
-    dir.write_file(CONFIG_FILE, config.to_toml()?.as_bytes())?;
-    let started = Instant::now();
-    let mut trainer = Trainer::new(config, env)?;
-    let bar = (!args.quiet).then(|| {
-        let b = ProgressBar::new(trainer.config().iterations);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it ({per_sec}, eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut progress = Progress { bar };
-    let summary = trainer.run(&mut dir, &mut progress)?;
-    if let Some(b) = &progress.bar {
-        b.finish_and_clear();
-    }
-    trainer.algorithm().save(dir.path())?;
-    let json = serde_json::to_string_pretty(&summary)?;
-    dir.write_file(SUMMARY_FILE, json.as_bytes())?;
-    let l = &summary.last;
-    println!(
-        "{} on {} (seed {}): {} iterations, {} trajectories in {:.1} s ({:.2} ms/iteration median)",
-        summary.algo,
-        summary.env,
-        summary.seed,
-        l.iteration,
-        l.trajectories,
-        started.elapsed().as_secs_f64(),
-        summary.median_ms_per_iteration
-    );
-    println!("  {}", status_line(l));
-    println!("  written to {}", out.display());
-    Ok(())
-}
-
-fn algo_name(config: &softgfn_train::RunConfig) -> &'static str {
-    config.algo.typetag_name()
 }
 
 fn check_env(args: CheckEnvArgs) -> Result<()> {
