@@ -9,6 +9,8 @@
 //! softgfn check-env --env hypergrid --set env.dim=3
 //! ```
 
+mod bench;
+mod plugins;
 mod train;
 
 use anyhow::{Result, bail};
@@ -18,6 +20,7 @@ use softgfn_train::{apply_override, resolve};
 // Built-in environments and algorithms register themselves when linked.
 use softgfn_gflownet as _;
 use softgfn_hypergrid as _;
+use softgfn_molstr as _;
 use softgfn_softrl as _;
 
 #[derive(Parser, Debug)]
@@ -27,6 +30,8 @@ use softgfn_softrl as _;
     about = "GFlowNets trained by balance objectives or by entropy-regularized RL"
 )]
 struct Cli {
+    #[command(flatten)]
+    plugins: plugins::PluginArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,16 @@ enum Command {
     },
     /// Run the conformance checker on an environment.
     CheckEnv(CheckEnvArgs),
+    /// Environment plugins: list those found, check one.
+    Plugins {
+        #[command(subcommand)]
+        action: plugins::PluginsAction,
+    },
+    /// Benchmark harness: run suites, write reports, merge shards.
+    Bench {
+        #[command(subcommand)]
+        action: bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +113,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let found = plugins::load(&cli.plugins, matches!(cli.command, Command::Plugins { .. }))?;
     match cli.command {
         Command::Train(args) => train::train(args),
         Command::Envs { .. } => {
@@ -123,6 +139,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckEnv(args) => check_env(args),
+        Command::Plugins { action } => plugins::run(action, &found),
+        Command::Bench { action } => bench::bench(action, Vec::new()),
     }
 }
 

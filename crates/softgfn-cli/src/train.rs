@@ -44,9 +44,37 @@ pub struct TrainArgs {
     /// Worker threads for tensor math (one is fastest for small networks).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Write a full-state checkpoint every N iterations (and at the end) into OUT/checkpoint.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<u64>,
+    /// Continue the run in RUN_DIR from its latest checkpoint (with its own config; only
+    /// --iterations may change, to extend the budget).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "env", "algo", "set", "seed", "device", "out", "force"])]
+    resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Stop when the process that started this one exits (used by `softgfn bench run` workers).
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
+}
+
+/// Exits this process when its parent goes away (so a killed benchmark runner leaves no worker
+/// behind to race with a resumed run).
+fn exit_with_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if std::os::unix::process::parent_id() != parent {
+                    eprintln!("error: the process that started this run is gone; stopping");
+                    std::process::exit(3);
+                }
+            }
+        });
+    }
 }
 
 fn build_table(args: &TrainArgs) -> Result<toml::Table> {
@@ -121,24 +149,38 @@ fn status_line(r: &EvalRecord) -> String {
 
 /// Runs `softgfn train`.
 pub fn train(args: TrainArgs) -> Result<()> {
+    if args.exit_with_parent {
+        exit_with_parent();
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.max(1))
         .build_global()
         .context("cannot configure the thread pool")?;
-    let table = build_table(&args)?;
-    let (config, env) = resolve(table)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        Path::new("runs").join(format!(
-            "{}-{}-s{}",
-            config.env.name,
-            algo_name(&config),
-            config.seed
-        ))
-    });
-    let mut dir = RunDir::create(&out, args.force)?;
-    dir.write_file(CONFIG_FILE, config.to_toml()?.as_bytes())?;
     let started = Instant::now();
-    let mut trainer = Trainer::new(config, env)?;
+    let (mut trainer, mut dir, out) = match &args.resume {
+        Some(run_dir) => resume(run_dir, args.iterations)?,
+        None => {
+            let table = build_table(&args)?;
+            let (config, env) = resolve(table)?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                Path::new("runs").join(format!(
+                    "{}-{}-s{}",
+                    config.env.name,
+                    algo_name(&config),
+                    config.seed
+                ))
+            });
+            let dir = RunDir::create(&out, args.force)?;
+            dir.write_file(CONFIG_FILE, config.to_toml()?.as_bytes())?;
+            (Trainer::new(config, env)?, dir, out)
+        }
+    };
+    if let Some(every) = args.checkpoint_every {
+        if every == 0 {
+            anyhow::bail!("--checkpoint-every must be at least 1");
+        }
+        trainer.set_checkpointing(every, &out);
+    }
     let bar = (!args.quiet).then(|| {
         let b = ProgressBar::new(trainer.config().iterations);
         b.set_style(
@@ -171,6 +213,39 @@ pub fn train(args: TrainArgs) -> Result<()> {
     println!("  {}", status_line(l));
     println!("  written to {}", out.display());
     Ok(())
+}
+
+/// Rebuilds a run from its directory and its latest checkpoint.
+fn resume(run_dir: &Path, iterations: Option<u64>) -> Result<(Trainer, RunDir, PathBuf)> {
+    let cfg_path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+        format!(
+            "cannot resume {}: no readable {CONFIG_FILE} (is it a run directory?)",
+            run_dir.display()
+        )
+    })?;
+    let mut table = softgfn_train::config::parse_toml(&text, &cfg_path.display().to_string())?;
+    if let Some(n) = iterations {
+        apply_override(&mut table, &format!("iterations={n}"))?;
+    }
+    let (config, env) = resolve(table)?;
+    let ck = softgfn_train::checkpoint::read(run_dir)?;
+    let at = ck.manifest.iteration;
+    let total = config.iterations;
+    let mut trainer = Trainer::new(config, env)?;
+    trainer.restore(ck)?;
+    eprintln!(
+        "resuming {} from iteration {at} (checkpoint in {}), training to {total}",
+        run_dir.display(),
+        run_dir
+            .join(softgfn_train::checkpoint::CHECKPOINT_DIR)
+            .display()
+    );
+    // The run is unfinished again until it ends.
+    let _ = std::fs::remove_file(run_dir.join(SUMMARY_FILE));
+    let dir = RunDir::reopen(run_dir, at)?;
+    dir.write_file(CONFIG_FILE, trainer.config().to_toml()?.as_bytes())?;
+    Ok((trainer, dir, run_dir.to_path_buf()))
 }
 
 fn algo_name(config: &softgfn_train::RunConfig) -> &'static str {

@@ -7,9 +7,10 @@ use std::path::Path;
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
+use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
 use softgfn_train::{
-    Algorithm, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy, Objective, Result,
-    UpdateContext, UpdateStats,
+    Algorithm, AlgorithmState, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy,
+    Objective, Result, UpdateContext, UpdateStats,
 };
 
 /// Model file written by [`Algorithm::save`].
@@ -297,5 +298,18 @@ impl Algorithm for BalanceAlgorithm {
 
     fn load(&mut self, dir: &Path) -> Result<()> {
         Ok(self.model.load_safetensors(&dir.join(MODEL_FILE))?)
+    }
+
+    fn state(&self) -> Result<AlgorithmState> {
+        let (tensors, steps) = model_tensors("policy", &self.model);
+        Ok(AlgorithmState {
+            tensors,
+            bytes: encode_state(self.name, &steps)?,
+        })
+    }
+
+    fn restore(&mut self, state: AlgorithmState) -> Result<()> {
+        let steps: Vec<(String, u64)> = decode_state(self.name, &state.bytes)?;
+        restore_model("policy", &mut self.model, &state.tensors, &steps)
     }
 }

@@ -134,3 +134,13 @@ pub(crate) fn read(path: &Path) -> Result<Vec<NamedTensor>, NnError> {
     }
     Ok(out)
 }
+
+/// Writes named `f32` tensors to a safetensors file atomically (temporary file, fsync, rename).
+pub fn save_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<(), NnError> {
+    write(path, tensors, HashMap::new())
+}
+
+/// Reads every tensor of a safetensors file written by [`save_tensors`] (all `f32`).
+pub fn load_tensors(path: &Path) -> Result<Vec<NamedTensor>, NnError> {
+    read(path)
+}

@@ -77,6 +77,7 @@ mod tensors;
 
 pub use device::Device;
 pub use error::NnError;
+pub use io::{load_tensors, save_tensors};
 pub use model::Model;
 pub use outputs::Outputs;
 pub use spec::{AdamConfig, HeadSpec, MlpSpec, OptimizerSpec, ScalarSpec};

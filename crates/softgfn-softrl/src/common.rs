@@ -7,7 +7,7 @@ use softgfn_core::soft::soft_reward;
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment, Trajectories};
 use softgfn_nn::Outputs;
 use softgfn_train::algorithm::check;
-use softgfn_train::replay::{PerConfig, SampledBatch, Sampling};
+use softgfn_train::replay::{PerConfig, ReplayBuffer, SampledBatch, Sampling, TransitionRecord};
 use softgfn_train::{Result, TrainError};
 
 /// How new transitions enter a prioritized buffer.
@@ -299,4 +299,101 @@ impl QHeads {
             *d = s * inv;
         }
     }
+}
+
+/// The naive learned mode: `log P_B` of every transition from backward logits laid out for rows
+/// `n..2n` (the next states) of a `[s; s']` forward pass. Fills `lpb_rows` (log-softmax rows, for
+/// the gradient) and `log_pb` (0 for exits).
+pub fn learned_log_pb(
+    b: &SampledBatch,
+    backward_logits: &[f32],
+    nb: usize,
+    lpb_rows: &mut Vec<f64>,
+    log_pb: &mut Vec<f64>,
+) {
+    let n = b.actions.len();
+    lpb_rows.resize(n * nb, 0.0);
+    log_pb.clear();
+    for i in 0..n {
+        masked_log_softmax(
+            &backward_logits[(n + i) * nb..(n + i + 1) * nb],
+            &b.next_backward_masks[i * nb..(i + 1) * nb],
+            1.0,
+            &mut lpb_rows[i * nb..(i + 1) * nb],
+        );
+        log_pb.push(if b.exit[i] {
+            0.0
+        } else {
+            lpb_rows[i * nb + b.backward_actions[i] as usize]
+        });
+    }
+}
+
+/// Pushes every transition of `f` into `buffer`, with the given raw priorities (or the maximum).
+pub fn push_all(
+    buffer: &mut ReplayBuffer,
+    f: &SampledBatch,
+    state_width: usize,
+    priorities: Option<&[f64]>,
+) -> Result<()> {
+    let shape = buffer.shape();
+    let (w, na, nb) = (state_width, shape.num_actions, shape.num_backward_actions);
+    for i in 0..f.actions.len() {
+        let rec = TransitionRecord {
+            state: &f.states[i * w..(i + 1) * w],
+            next_state: &f.next_states[i * w..(i + 1) * w],
+            forward_mask: &f.forward_masks[i * na..(i + 1) * na],
+            next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
+            next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
+            action: f.actions[i],
+            backward_action: f.backward_actions[i],
+            terminal_log_reward: f.terminal_log_rewards[i],
+            done: f.done[i],
+            exit: f.exit[i],
+        };
+        buffer.push(&rec, priorities.map(|p| p[i]))?;
+    }
+    Ok(())
+}
+
+/// Features and forward mask of `s0` (for `V(s0)` estimates).
+pub fn initial_inputs(env: &dyn Environment) -> Result<(Vec<f32>, Vec<bool>)> {
+    let spec = env.spec();
+    let mut s0 = vec![0; spec.state_width];
+    env.initial_state(&mut s0);
+    let mut feats = vec![0f32; spec.feature_dim];
+    env.encode(&s0, &mut feats)?;
+    let mut mask = vec![false; spec.num_actions];
+    env.forward_masks(&s0, &mut mask)?;
+    Ok((feats, mask))
+}
+
+/// The non-tensor state of a soft agent, as written (borrowed).
+#[derive(Serialize)]
+pub struct SavedRef<'a> {
+    /// Adam step counts of the online network.
+    pub online_steps: &'a [(String, u64)],
+    /// Adam step counts of the target network.
+    pub target_steps: &'a [(String, u64)],
+    /// Replay contents and priorities.
+    pub buffer: &'a ReplayBuffer,
+    /// Next iteration (for schedules).
+    pub next_iteration: u64,
+    /// Gradient steps taken.
+    pub updates: u64,
+}
+
+/// The non-tensor state of a soft agent, as read back (same field order as [`SavedRef`]).
+#[derive(Deserialize)]
+pub struct Saved {
+    /// Adam step counts of the online network.
+    pub online_steps: Vec<(String, u64)>,
+    /// Adam step counts of the target network.
+    pub target_steps: Vec<(String, u64)>,
+    /// Replay contents and priorities.
+    pub buffer: ReplayBuffer,
+    /// Next iteration (for schedules).
+    pub next_iteration: u64,
+    /// Gradient steps taken.
+    pub updates: u64,
 }

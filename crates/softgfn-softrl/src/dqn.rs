@@ -19,19 +19,19 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use softgfn_core::math::masked_log_softmax;
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
+use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
 use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch};
 use softgfn_train::{
-    Algorithm, AlgorithmConfig, BuildContext, Exploration, ForwardPolicy, LinearSchedule,
-    PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
+    Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
+    LinearSchedule, PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
 };
 
 use crate::common::{
-    NewPriority, QHeads, ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch, sampling,
-    transitions_of,
+    NewPriority, QHeads, ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch,
+    initial_inputs, learned_log_pb, push_all, sampling, transitions_of,
 };
 use crate::targets::{TargetInputs, TargetParams, soft_td_target, soft_value};
 
@@ -521,21 +521,13 @@ impl SoftDqn {
         // Rewards of the reduction (naive mode: log P_B from the online backward head at s').
         self.log_pb.clear();
         if let Some(h) = self.head_backward {
-            self.lpb_rows.resize(n * nb, 0.0);
-            let bl = self.out.head(h);
-            for i in 0..n {
-                masked_log_softmax(
-                    &bl[(n + i) * nb..(n + i + 1) * nb],
-                    &b.next_backward_masks[i * nb..(i + 1) * nb],
-                    1.0,
-                    &mut self.lpb_rows[i * nb..(i + 1) * nb],
-                );
-                self.log_pb.push(if b.exit[i] {
-                    0.0
-                } else {
-                    self.lpb_rows[i * nb + b.backward_actions[i] as usize]
-                });
-            }
+            learned_log_pb(
+                b,
+                self.out.head(h),
+                nb,
+                &mut self.lpb_rows,
+                &mut self.log_pb,
+            );
         }
         batch_rewards(
             b,
@@ -660,28 +652,12 @@ impl Algorithm for SoftDqn {
         if with_loss {
             self.td_pass(ctx.env, true, false, ctx.rng)?;
         }
-        let (na, nb, w) = (
-            self.num_actions,
-            self.num_backward_actions,
+        push_all(
+            &mut self.buffer,
+            &self.fresh,
             ctx.env.spec().state_width,
-        );
-        let f = &self.fresh;
-        for i in 0..f.actions.len() {
-            let rec = softgfn_train::replay::TransitionRecord {
-                state: &f.states[i * w..(i + 1) * w],
-                next_state: &f.next_states[i * w..(i + 1) * w],
-                forward_mask: &f.forward_masks[i * na..(i + 1) * na],
-                next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
-                next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
-                action: f.actions[i],
-                backward_action: f.backward_actions[i],
-                terminal_log_reward: f.terminal_log_rewards[i],
-                done: f.done[i],
-                exit: f.exit[i],
-            };
-            let p = with_loss.then(|| self.losses[i]);
-            self.buffer.push(&rec, p)?;
-        }
+            with_loss.then_some(self.losses.as_slice()),
+        )?;
         if ctx.iteration < self.cfg.learning_starts {
             return Ok(UpdateStats {
                 loss: f64::NAN,
@@ -705,25 +681,66 @@ impl Algorithm for SoftDqn {
     }
 
     fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
-        let spec = env.spec();
-        let mut s0 = vec![0; spec.state_width];
-        env.initial_state(&mut s0);
-        let mut feats = vec![0f32; spec.feature_dim];
-        env.encode(&s0, &mut feats)?;
-        let mut mask = vec![false; spec.num_actions];
-        env.forward_masks(&s0, &mut mask)?;
+        let (feats, mask) = initial_inputs(env)?;
+        let na = self.num_actions;
         self.online.forward(&feats, 1, &mut self.out)?;
         let mut q = Vec::new();
         let mut lsm = Vec::new();
         self.heads
-            .q_values(&self.out, 0, 1, spec.num_actions, &mask, &mut q, &mut lsm);
-        let mut lp = vec![0.0; spec.num_actions];
+            .q_values(&self.out, 0, 1, na, &mask, &mut q, &mut lsm);
+        let mut lp = vec![0.0; na];
         Ok(soft_value(&q, &mask, self.params.lambda, &mut lp))
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
         self.online.save_safetensors(&dir.join(ONLINE_FILE))?;
         Ok(self.target.save_safetensors(&dir.join(TARGET_FILE))?)
+    }
+
+    fn state(&self) -> Result<AlgorithmState> {
+        let (mut tensors, online_steps) = model_tensors("online", &self.online);
+        let (target, target_steps) = model_tensors("target", &self.target);
+        tensors.extend(target);
+        let state = crate::common::SavedRef {
+            online_steps: &online_steps,
+            target_steps: &target_steps,
+            buffer: &self.buffer,
+            next_iteration: self.next_iteration,
+            updates: self.updates,
+        };
+        Ok(AlgorithmState {
+            tensors,
+            bytes: encode_state(self.name, &state)?,
+        })
+    }
+
+    fn restore(&mut self, state: AlgorithmState) -> Result<()> {
+        let saved: crate::common::Saved = decode_state(self.name, &state.bytes)?;
+        restore_model(
+            "online",
+            &mut self.online,
+            &state.tensors,
+            &saved.online_steps,
+        )?;
+        restore_model(
+            "target",
+            &mut self.target,
+            &state.tensors,
+            &saved.target_steps,
+        )?;
+        if saved.buffer.shape() != self.buffer.shape()
+            || saved.buffer.capacity() != self.buffer.capacity()
+        {
+            return Err(TrainError::Checkpoint {
+                path: self.name.into(),
+                message: "the saved replay buffer has another shape or capacity than this config"
+                    .into(),
+            });
+        }
+        self.buffer = saved.buffer;
+        self.next_iteration = saved.next_iteration;
+        self.updates = saved.updates;
+        Ok(())
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {

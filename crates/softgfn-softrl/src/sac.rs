@@ -20,14 +20,16 @@ use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
-use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling, TransitionRecord};
+use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
+use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling};
 use softgfn_train::{
-    Algorithm, AlgorithmConfig, BuildContext, Exploration, ForwardPolicy, LinearSchedule,
-    PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
+    Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
+    LinearSchedule, PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
 };
 
 use crate::common::{
-    ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch, sampling, transitions_of,
+    ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch, initial_inputs, learned_log_pb,
+    push_all, sampling, transitions_of,
 };
 use crate::targets::{sac_value, sac_value_grad};
 
@@ -329,21 +331,7 @@ impl Sac {
         }
         self.log_pb.clear();
         if let Some(h) = self.head_backward {
-            self.lpb.resize(n * nb, 0.0);
-            let bl = self.out.head(h);
-            for i in 0..n {
-                masked_log_softmax(
-                    &bl[(n + i) * nb..(n + i + 1) * nb],
-                    &b.next_backward_masks[i * nb..(i + 1) * nb],
-                    1.0,
-                    &mut self.lpb[i * nb..(i + 1) * nb],
-                );
-                self.log_pb.push(if b.exit[i] {
-                    0.0
-                } else {
-                    self.lpb[i * nb + b.backward_actions[i] as usize]
-                });
-            }
+            learned_log_pb(b, self.out.head(h), nb, &mut self.lpb, &mut self.log_pb);
         }
         batch_rewards(
             b,
@@ -445,27 +433,12 @@ impl Algorithm for Sac {
     fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats> {
         self.next_iteration = ctx.iteration + 1;
         transitions_of(ctx.trajectories, &mut self.fresh);
-        let (na, nb, w) = (
-            self.num_actions,
-            self.num_backward_actions,
+        push_all(
+            &mut self.buffer,
+            &self.fresh,
             ctx.env.spec().state_width,
-        );
-        let f = &self.fresh;
-        for i in 0..f.actions.len() {
-            let rec = TransitionRecord {
-                state: &f.states[i * w..(i + 1) * w],
-                next_state: &f.next_states[i * w..(i + 1) * w],
-                forward_mask: &f.forward_masks[i * na..(i + 1) * na],
-                next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
-                next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
-                action: f.actions[i],
-                backward_action: f.backward_actions[i],
-                terminal_log_reward: f.terminal_log_rewards[i],
-                done: f.done[i],
-                exit: f.exit[i],
-            };
-            self.buffer.push(&rec, None)?;
-        }
+            None,
+        )?;
         if ctx.iteration < self.cfg.learning_starts {
             return Ok(UpdateStats {
                 loss: f64::NAN,
@@ -480,15 +453,9 @@ impl Algorithm for Sac {
     }
 
     fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
-        let spec = env.spec();
-        let mut s0 = vec![0; spec.state_width];
-        env.initial_state(&mut s0);
-        let mut feats = vec![0f32; spec.feature_dim];
-        env.encode(&s0, &mut feats)?;
-        let mut mask = vec![false; spec.num_actions];
-        env.forward_masks(&s0, &mut mask)?;
+        let (feats, mask) = initial_inputs(env)?;
         self.online.forward(&feats, 1, &mut self.out)?;
-        let mut lp = vec![0.0; spec.num_actions];
+        let mut lp = vec![0.0; self.num_actions];
         masked_log_softmax(self.out.head(ACTOR), &mask, 1.0, &mut lp);
         Ok(sac_value(&lp, self.out.head(Q1), self.out.head(Q2), &mask))
     }
@@ -499,6 +466,51 @@ impl Algorithm for Sac {
         Ok(self
             .target
             .save_safetensors(&dir.join(crate::dqn::TARGET_FILE))?)
+    }
+
+    fn state(&self) -> Result<AlgorithmState> {
+        let (mut tensors, online_steps) = model_tensors("online", &self.online);
+        let (target, target_steps) = model_tensors("target", &self.target);
+        tensors.extend(target);
+        let state = crate::common::SavedRef {
+            online_steps: &online_steps,
+            target_steps: &target_steps,
+            buffer: &self.buffer,
+            next_iteration: self.next_iteration,
+            updates: 0,
+        };
+        Ok(AlgorithmState {
+            tensors,
+            bytes: encode_state("sac", &state)?,
+        })
+    }
+
+    fn restore(&mut self, state: AlgorithmState) -> Result<()> {
+        let saved: crate::common::Saved = decode_state("sac", &state.bytes)?;
+        restore_model(
+            "online",
+            &mut self.online,
+            &state.tensors,
+            &saved.online_steps,
+        )?;
+        restore_model(
+            "target",
+            &mut self.target,
+            &state.tensors,
+            &saved.target_steps,
+        )?;
+        if saved.buffer.shape() != self.buffer.shape()
+            || saved.buffer.capacity() != self.buffer.capacity()
+        {
+            return Err(TrainError::Checkpoint {
+                path: "sac".into(),
+                message: "the saved replay buffer has another shape or capacity than this config"
+                    .into(),
+            });
+        }
+        self.buffer = saved.buffer;
+        self.next_iteration = saved.next_iteration;
+        Ok(())
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use softgfn_core::{Environment, Rng, Trajectories};
-use softgfn_nn::Device;
+use softgfn_nn::{Device, Model, NamedTensor, OptimizerState};
 
 use crate::error::{Result, TrainError};
 use crate::sampler::{Exploration, ForwardPolicy};
@@ -66,6 +66,82 @@ pub trait Algorithm: ForwardPolicy + Send {
 
     /// Reads parameters written by [`Algorithm::save`].
     fn load(&mut self, dir: &Path) -> Result<()>;
+
+    /// The complete training state (parameters, target networks, optimizer moments and step
+    /// counts, replay contents and priorities, counters), for checkpoints.
+    fn state(&self) -> Result<AlgorithmState>;
+
+    /// Restores a state returned by [`Algorithm::state`] of an identically configured algorithm.
+    fn restore(&mut self, state: AlgorithmState) -> Result<()>;
+}
+
+/// The complete training state of an algorithm.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlgorithmState {
+    /// Tensors by unique name (see [`model_tensors`]).
+    pub tensors: Vec<NamedTensor>,
+    /// Everything else, encoded by the algorithm (postcard).
+    pub bytes: Vec<u8>,
+}
+
+/// A model's parameters and Adam moments as tensors named `PREFIX.param.NAME` and
+/// `PREFIX.opt.NAME`, plus its per-group step counts.
+pub fn model_tensors(prefix: &str, m: &Model) -> (Vec<NamedTensor>, Vec<(String, u64)>) {
+    let mut out = Vec::new();
+    for mut t in m.parameters() {
+        t.name = format!("{prefix}.param.{}", t.name);
+        out.push(t);
+    }
+    let opt = m.optimizer_state();
+    for mut t in opt.tensors {
+        t.name = format!("{prefix}.opt.{}", t.name);
+        out.push(t);
+    }
+    (out, opt.steps)
+}
+
+/// Restores what [`model_tensors`] returned.
+pub fn restore_model(
+    prefix: &str,
+    m: &mut Model,
+    tensors: &[NamedTensor],
+    steps: &[(String, u64)],
+) -> Result<()> {
+    let pick = |kind: &str| -> Vec<NamedTensor> {
+        let p = format!("{prefix}.{kind}.");
+        tensors
+            .iter()
+            .filter_map(|t| {
+                t.name.strip_prefix(&p).map(|n| NamedTensor {
+                    name: n.to_string(),
+                    shape: t.shape.clone(),
+                    data: t.data.clone(),
+                })
+            })
+            .collect()
+    };
+    m.set_parameters(&pick("param"))?;
+    m.set_optimizer_state(&OptimizerState {
+        tensors: pick("opt"),
+        steps: steps.to_vec(),
+    })?;
+    Ok(())
+}
+
+/// Encodes algorithm-specific state with postcard.
+pub fn encode_state<T: serde::Serialize>(algo: &str, value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| TrainError::Checkpoint {
+        path: algo.into(),
+        message: format!("cannot encode the state: {e}"),
+    })
+}
+
+/// Decodes what [`encode_state`] wrote.
+pub fn decode_state<T: serde::de::DeserializeOwned>(algo: &str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| TrainError::Checkpoint {
+        path: algo.into(),
+        message: format!("the saved state of `{algo}` does not decode ({e}); it was written by another algorithm or version"),
+    })
 }
 
 /// Serializable configuration of an algorithm, stored under `[algo]` with its `name` as tag.

@@ -96,6 +96,7 @@ impl Default for EvalConfig {
 /// |---|---|---|---|
 /// | `seed` | 1 | seed of every random stream of the run | any u64 |
 /// | `iterations` | 62500 | training iterations (the paper: 1e6 trajectories / 16) | >= 1 |
+/// | `max_seconds` | unset | also stop once training (evaluation excluded) took this long | > 0 |
 /// | `device` | `cpu` | where tensors live (`cpu`; `cuda[:N]` with the `cuda` feature) | |
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +105,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Number of training iterations.
     pub iterations: u64,
+    /// Optional wall-time budget of training in seconds (evaluation excluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
     /// Device name.
     pub device: String,
     /// Environment section.
@@ -127,6 +131,9 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         if self.iterations == 0 {
             return Err(TrainError::invalid("iterations", 0, "an integer >= 1"));
+        }
+        if let Some(t) = self.max_seconds.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(TrainError::invalid("max_seconds", t, "a finite number > 0"));
         }
         if self.eval.interval == 0 {
             return Err(TrainError::invalid("eval.interval", 0, "an integer >= 1"));
@@ -278,7 +285,7 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
     let env_name = take_name(&mut env_t, "env", DEFAULT_ENV)?;
     let reg = find_env(&env_name)?;
     let mut params: toml::Table =
-        serde_json::from_value::<toml::Table>((reg.default_params)()).unwrap_or_default();
+        serde_json::from_value::<toml::Table>(reg.default_params()).unwrap_or_default();
     coerce_types(&params, &mut env_t, "env")?;
     overlay(&mut params, env_t);
     let mut env_section = EnvSection {
@@ -327,6 +334,18 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
     };
     let seed = get_u64(&mut table, "seed", 1)?;
     let iterations = get_u64(&mut table, "iterations", 62_500)?;
+    let max_seconds = match table.remove("max_seconds") {
+        None => None,
+        Some(toml::Value::Float(f)) => Some(f),
+        Some(toml::Value::Integer(i)) => Some(i as f64),
+        Some(other) => {
+            return Err(TrainError::invalid(
+                "max_seconds",
+                other,
+                "a number of seconds",
+            ));
+        }
+    };
     let device = match table.remove("device") {
         None => "cpu".to_string(),
         Some(toml::Value::String(s)) => s,
@@ -342,13 +361,14 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
         return Err(TrainError::Config {
             section: None,
             message: format!(
-                "unknown top-level key `{k}`; expected one of `seed`, `iterations`, `device`, `env`, `algo`, `eval`"
+                "unknown top-level key `{k}`; expected one of `seed`, `iterations`, `max_seconds`, `device`, `env`, `algo`, `eval`"
             ),
         });
     }
     let config = RunConfig {
         seed,
         iterations,
+        max_seconds,
         device,
         env: env_section,
         algo,

@@ -67,6 +67,15 @@ pub enum TrainError {
         /// The value.
         value: f64,
     },
+    /// A checkpoint that cannot be used: missing, truncated, corrupt, of another format version,
+    /// or of another run.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory or file.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A file-system error, with the path involved.
     #[error("{action} {path}: {source}")]
     Io {

@@ -15,6 +15,7 @@
 //! upstream gradients in, an Adam step. No tensor type appears here.
 
 pub mod algorithm;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod objective;
@@ -25,8 +26,8 @@ pub mod schedule;
 pub mod trainer;
 
 pub use algorithm::{
-    Algorithm, AlgorithmConfig, AlgorithmRegistration, BuildContext, UpdateContext, UpdateStats,
-    find_algorithm, registered_algorithms,
+    Algorithm, AlgorithmConfig, AlgorithmRegistration, AlgorithmState, BuildContext, UpdateContext,
+    UpdateStats, find_algorithm, registered_algorithms,
 };
 pub use config::{EnvSection, EvalConfig, RunConfig, apply_override, resolve};
 pub use error::{Result, TrainError};

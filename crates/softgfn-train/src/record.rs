@@ -170,6 +170,43 @@ impl RunDir {
         })
     }
 
+    /// Reopens an existing run directory for a resumed run: keeps the records up to
+    /// `iteration` (later ones were written after the checkpoint and will be written again),
+    /// rewrites both metrics files atomically, and appends from there.
+    pub fn reopen(path: &Path, iteration: u64) -> Result<Self> {
+        let jsonl_path = path.join(METRICS_FILE);
+        let kept: Vec<EvalRecord> = read_metrics(&jsonl_path)?
+            .into_iter()
+            .filter(|r| r.iteration <= iteration)
+            .collect();
+        let mut jsonl_text = String::new();
+        let mut csv_text = format!("{}\n", CSV_COLUMNS.join(","));
+        for r in &kept {
+            let line = serde_json::to_string(r).map_err(|e| TrainError::Config {
+                section: None,
+                message: format!("cannot encode a record: {e}"),
+            })?;
+            jsonl_text.push_str(&line);
+            jsonl_text.push('\n');
+            csv_text.push_str(&r.csv_row());
+            csv_text.push('\n');
+        }
+        write_atomic(&jsonl_path, jsonl_text.as_bytes())?;
+        let csv_path = path.join(METRICS_CSV_FILE);
+        write_atomic(&csv_path, csv_text.as_bytes())?;
+        let open = |p: &Path| -> Result<File> {
+            OpenOptions::new()
+                .append(true)
+                .open(p)
+                .map_err(|e| TrainError::io("cannot open for appending", p, e))
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            jsonl: open(&jsonl_path)?,
+            csv: open(&csv_path)?,
+        })
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -99,6 +99,17 @@ pub struct Summary {
     pub last: EvalRecord,
     /// Median milliseconds per iteration over the whole run.
     pub median_ms_per_iteration: f64,
+    /// Peak resident memory of the process in MiB (Linux; `None` elsewhere).
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process in MiB, from `/proc/self/status` (Linux only).
+pub fn peak_rss_mb() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Owns everything a run needs.
@@ -121,6 +132,17 @@ pub struct Trainer {
     loss_count: u64,
     interval_ms: Vec<f64>,
     all_ms: Vec<f64>,
+    checkpointing: Option<(u64, std::path::PathBuf)>,
+}
+
+/// Top-level config keys, `iterations` aside, that a resumed run must share with its checkpoint.
+fn config_without_budget(text: &str) -> Result<toml::Table> {
+    let mut t: toml::Table = text.parse().map_err(|e| TrainError::Config {
+        section: None,
+        message: format!("cannot parse a saved config: {e}"),
+    })?;
+    t.remove("iterations");
+    Ok(t)
 }
 
 impl Trainer {
@@ -161,7 +183,84 @@ impl Trainer {
             loss_count: 0,
             interval_ms: Vec::new(),
             all_ms: Vec::new(),
+            checkpointing: None,
         })
+    }
+
+    /// Writes a checkpoint into `run_dir` every `every` iterations (and at the end of `run`).
+    pub fn set_checkpointing(&mut self, every: u64, run_dir: &std::path::Path) {
+        self.checkpointing = (every > 0).then(|| (every, run_dir.to_path_buf()));
+    }
+
+    /// The trainer's own state.
+    pub fn trainer_state(&self) -> crate::checkpoint::TrainerState {
+        crate::checkpoint::TrainerState {
+            iteration: self.iteration,
+            trajectories: self.trajectories_seen,
+            train_seconds: self.train_seconds,
+            loss_sum: self.loss_sum,
+            loss_count: self.loss_count,
+            interval_ms: self.interval_ms.clone(),
+            all_ms: self.all_ms.clone(),
+            rng_sampling: self.rng_sampling.clone(),
+            rng_algo: self.rng_algo.clone(),
+            window: self.window.clone(),
+        }
+    }
+
+    /// Writes a full-state checkpoint into `run_dir/checkpoint/` atomically.
+    pub fn write_checkpoint(&self, run_dir: &std::path::Path) -> Result<()> {
+        crate::checkpoint::write(
+            run_dir,
+            self.iteration,
+            &self.env.spec().name,
+            self.algo.name(),
+            &self.config.to_toml()?,
+            &self.trainer_state(),
+            &self.algo.state()?,
+        )
+    }
+
+    /// Restores a checkpoint of a run with the same config (its `iterations` may differ).
+    pub fn restore(&mut self, ck: crate::checkpoint::Checkpoint) -> Result<()> {
+        let mine = config_without_budget(&self.config.to_toml()?)?;
+        let theirs = config_without_budget(&ck.manifest.config)?;
+        if mine != theirs {
+            let key = ["seed", "device", "max_seconds", "env", "algo", "eval"]
+                .into_iter()
+                .find(|k| mine.get(*k) != theirs.get(*k))
+                .unwrap_or("config");
+            return Err(TrainError::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: format!(
+                    "was written by a run with a different `{key}` section than the config given; resume with the run's own config.toml (only `iterations` may change)"
+                ),
+            });
+        }
+        let t = ck.trainer;
+        if t.window.is_some() != self.window.is_some() {
+            return Err(TrainError::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: "its empirical window does not match this environment".into(),
+            });
+        }
+        self.algo.restore(ck.algo)?;
+        self.iteration = t.iteration;
+        self.trajectories_seen = t.trajectories;
+        self.train_seconds = t.train_seconds;
+        self.loss_sum = t.loss_sum;
+        self.loss_count = t.loss_count;
+        self.interval_ms = t.interval_ms;
+        self.all_ms = t.all_ms;
+        self.rng_sampling = t.rng_sampling;
+        self.rng_algo = t.rng_algo;
+        self.window = t.window;
+        Ok(())
+    }
+
+    /// Sets the iteration budget (resuming with a larger `--iterations`).
+    pub fn set_iterations(&mut self, iterations: u64) {
+        self.config.iterations = iterations;
     }
 
     /// The resolved config.
@@ -294,17 +393,34 @@ impl Trainer {
         let total = self.config.iterations;
         let interval = self.config.eval.interval;
         observer.on_start(total);
-        let mut last = self.evaluate()?;
-        sink.write(&last)?;
-        observer.on_eval(&last);
-        while self.iteration < total {
+        let mut last = if self.iteration == 0 {
+            let r = self.evaluate()?;
+            sink.write(&r)?;
+            observer.on_eval(&r);
+            r
+        } else {
+            EvalRecord::default()
+        };
+        let max_seconds = self.config.max_seconds.unwrap_or(f64::INFINITY);
+        while self.iteration < total && self.train_seconds < max_seconds {
             let loss = self.train_iteration()?;
             observer.on_iteration(self.iteration, loss);
-            if self.iteration.is_multiple_of(interval) || self.iteration == total {
+            let out_of_time = self.train_seconds >= max_seconds;
+            if self.iteration.is_multiple_of(interval) || self.iteration == total || out_of_time {
                 last = self.evaluate()?;
                 sink.write(&last)?;
                 observer.on_eval(&last);
             }
+            if let Some((every, dir)) = &self.checkpointing {
+                let end = self.iteration == total || out_of_time;
+                if self.iteration.is_multiple_of(*every) || end {
+                    self.write_checkpoint(dir)?;
+                }
+            }
+        }
+        if last.iteration != self.iteration {
+            // Resumed at the end of its budget: the summary still reports the current policy.
+            last = self.evaluate()?;
         }
         Ok(Summary {
             algo: self.algo.name().to_string(),
@@ -312,6 +428,7 @@ impl Trainer {
             seed: self.config.seed,
             last,
             median_ms_per_iteration: median(&mut self.all_ms).unwrap_or(f64::NAN),
+            peak_rss_mb: peak_rss_mb(),
         })
     }
 }

@@ -579,3 +579,21 @@ mod tests {
         );
     }
 }
+
+// The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
+// dynamic`: `softgfn --plugin libsoftgfn_hypergrid.so --env softgfn-hypergrid/hypergrid`.
+#[cfg(feature = "dynamic")]
+softgfn_plugin::export_plugin! {
+    plugin: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+    environments: [
+        {
+            name: "hypergrid",
+            summary: "D-dimensional grid of side H; exit at every state; standard/hard/custom rewards",
+            default_params: || {
+                serde_json::to_value(HypergridConfig::default()).unwrap_or(serde_json::Value::Null)
+            },
+            build: |params| Ok(Box::new(Hypergrid::from_params(params)?)),
+        },
+    ]
+}

@@ -1,0 +1,366 @@
+//! Reports: a Markdown table per environment and plots of every metric against trajectories and
+//! against wall time, one line per algorithm with a band over seeds.
+//!
+//! Table columns: final metrics as mean ± standard deviation over seeds (`exact_l1`, `exact_kl`,
+//! the paper's `emp_l1_mean` and `emp_kl`, `|log Z learned - log Z true|`), the median
+//! milliseconds per iteration, the peak resident memory, and for each target the trajectories and
+//! seconds needed to reach it (mean over the seeds that did, with `k/n` when not all did).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use softgfn_train::record::{METRICS_FILE, SUMMARY_FILE, read_metrics};
+use softgfn_train::{EvalRecord, Summary};
+
+use crate::error::{BenchError, Result};
+use crate::plot::{Series, plot_metric};
+use crate::runner::{SUITE_FILE, cell_finished};
+use crate::suite::{Cell, Suite, Target};
+
+/// The finished run of one cell.
+#[derive(Clone, Debug)]
+pub struct CellResult {
+    /// The cell.
+    pub cell: Cell,
+    /// Its evaluation records.
+    pub records: Vec<EvalRecord>,
+    /// Its summary.
+    pub summary: Summary,
+}
+
+/// Loads the suite and the finished cells of a results directory.
+pub fn load(dir: &Path) -> Result<(Suite, Vec<CellResult>)> {
+    let suite = Suite::load(&dir.join(SUITE_FILE))?;
+    let mut out = Vec::new();
+    for cell in suite.cells() {
+        let cdir = dir.join(cell.dir());
+        if !cell_finished(&cdir) {
+            continue;
+        }
+        let records = read_metrics(&cdir.join(METRICS_FILE))?;
+        let path = cdir.join(SUMMARY_FILE);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| BenchError::io("cannot read", &path, e))?;
+        let summary: Summary = serde_json::from_str(&text).map_err(|e| BenchError::Results {
+            path: path.display().to_string(),
+            message: format!("malformed summary: {e}"),
+        })?;
+        out.push(CellResult {
+            cell,
+            records,
+            summary,
+        });
+    }
+    Ok((suite, out))
+}
+
+/// The metric columns a report reads from a record.
+pub fn metric(r: &EvalRecord, name: &str) -> Option<f64> {
+    let v = match name {
+        "exact_l1" => r.exact_l1,
+        "exact_tv" => r.exact_tv,
+        "exact_kl" => r.exact_kl,
+        "exact_jsd" => r.exact_jsd,
+        "emp_l1_mean" => r.emp_l1_mean,
+        "emp_kl" => r.emp_kl,
+        "loss" => r.loss,
+        "log_z_learned" => r.log_z_learned,
+        "log_z_error" => match (r.log_z_learned, r.log_z_true) {
+            (Some(a), Some(b)) => Some((a - b).abs()),
+            _ => None,
+        },
+        _ => None,
+    };
+    v.filter(|x| x.is_finite())
+}
+
+/// Metrics plotted and tabulated, in order.
+pub const REPORT_METRICS: &[(&str, &str)] = &[
+    ("exact_l1", "exact L1 (sum |p - q|)"),
+    ("exact_kl", "exact KL(target || policy)"),
+    ("emp_l1_mean", "empirical L1 (mean |p - p_hat|)"),
+    ("emp_kl", "empirical KL(p || p_hat)"),
+    ("log_z_error", "|log Z learned - log Z true|"),
+];
+
+fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Some((m, s))
+}
+
+/// Formats a number with about three significant digits.
+pub fn fmt_num(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let a = x.abs();
+    if x.fract() == 0.0 && a < 1e9 {
+        format!("{x:.0}")
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{x:.2e}")
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn fmt_mean_std(v: &[f64]) -> String {
+    match mean_std(v) {
+        None => "—".into(),
+        Some((m, _)) if v.len() == 1 => fmt_num(m),
+        Some((m, s)) => format!("{} ± {}", fmt_num(m), fmt_num(s)),
+    }
+}
+
+/// The first record of a run meeting a target: `(trajectories, seconds)`.
+pub fn time_to_target(records: &[EvalRecord], target: &Target) -> Option<(u64, f64)> {
+    records
+        .iter()
+        .find(|r| metric(r, &target.metric).is_some_and(|x| target.met(x)))
+        .map(|r| (r.trajectories, r.wall_seconds))
+}
+
+/// Result indices grouped by environment label, then algorithm label, in suite order.
+type Grouped = Vec<(String, Vec<(String, Vec<usize>)>)>;
+
+fn by_env_algo(suite: &Suite, results: &[CellResult]) -> Grouped {
+    let mut out = Vec::new();
+    for e in &suite.envs {
+        let el = suite.env_label(e).to_string();
+        let mut algos = Vec::new();
+        for a in &suite.algos {
+            let al = suite.algo_label(a).to_string();
+            let idx: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.cell.env == el && r.cell.algo == al)
+                .map(|(i, _)| i)
+                .collect();
+            if !idx.is_empty() {
+                algos.push((al, idx));
+            }
+        }
+        if !algos.is_empty() {
+            out.push((el, algos));
+        }
+    }
+    out
+}
+
+/// The Markdown report (tables only; [`write_report`] adds the plot links).
+pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
+    let targets = suite.parsed_targets()?;
+    let mut md = format!("# {}\n\n", suite.name);
+    if !suite.description.is_empty() {
+        md.push_str(&format!("{}\n\n", suite.description.trim()));
+    }
+    md.push_str(&format!(
+        "Seeds: {:?}. Final values are mean ± standard deviation over seeds.\n",
+        suite.seeds
+    ));
+    for (env, algos) in by_env_algo(suite, results) {
+        md.push_str(&format!("\n## {env}\n\n"));
+        let mut header = vec![
+            "algorithm".to_string(),
+            "seeds".into(),
+            "iterations".into(),
+            "trajectories".into(),
+        ];
+        let shown: Vec<&(&str, &str)> = REPORT_METRICS
+            .iter()
+            .filter(|(m, _)| {
+                algos.iter().any(|(_, idx)| {
+                    idx.iter().any(|&i| {
+                        results[i]
+                            .records
+                            .last()
+                            .and_then(|r| metric(r, m))
+                            .is_some()
+                    })
+                })
+            })
+            .collect();
+        for (m, _) in &shown {
+            header.push(format!("`{m}`"));
+        }
+        header.push("ms/iteration".into());
+        header.push("peak MB".into());
+        for t in &targets {
+            header.push(format!("trajectories to `{t}`"));
+            header.push(format!("seconds to `{t}`"));
+        }
+        md.push_str(&format!("| {} |\n", header.join(" | ")));
+        md.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+        for (algo, idx) in &algos {
+            let runs: Vec<&CellResult> = idx.iter().map(|&i| &results[i]).collect();
+            let last: Vec<&EvalRecord> = runs.iter().filter_map(|r| r.records.last()).collect();
+            let mut row = vec![
+                algo.clone(),
+                runs.len().to_string(),
+                fmt_mean_std(&last.iter().map(|r| r.iteration as f64).collect::<Vec<_>>()),
+                fmt_mean_std(
+                    &last
+                        .iter()
+                        .map(|r| r.trajectories as f64)
+                        .collect::<Vec<_>>(),
+                ),
+            ];
+            for (m, _) in &shown {
+                let v: Vec<f64> = last.iter().filter_map(|r| metric(r, m)).collect();
+                row.push(fmt_mean_std(&v));
+            }
+            let ms: Vec<f64> = runs
+                .iter()
+                .map(|r| r.summary.median_ms_per_iteration)
+                .filter(|x| x.is_finite())
+                .collect();
+            row.push(fmt_mean_std(&ms));
+            let mem: Vec<f64> = runs.iter().filter_map(|r| r.summary.peak_rss_mb).collect();
+            row.push(fmt_mean_std(&mem));
+            for t in &targets {
+                let hits: Vec<(u64, f64)> = runs
+                    .iter()
+                    .filter_map(|r| time_to_target(&r.records, t))
+                    .collect();
+                let note = if hits.len() < runs.len() {
+                    format!(" ({}/{} reached)", hits.len(), runs.len())
+                } else {
+                    String::new()
+                };
+                if hits.is_empty() {
+                    row.push(format!("not reached{note}"));
+                    row.push("—".into());
+                } else {
+                    let tr: Vec<f64> = hits.iter().map(|h| h.0 as f64).collect();
+                    let se: Vec<f64> = hits.iter().map(|h| h.1).collect();
+                    row.push(format!("{}{note}", fmt_mean_std(&tr)));
+                    row.push(fmt_mean_std(&se));
+                }
+            }
+            md.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+    }
+    Ok(md)
+}
+
+/// Series of one metric for one environment: one per algorithm, mean over seeds with a min-max
+/// band; `x_seconds` picks wall time (mean over seeds) instead of trajectories.
+pub fn series(
+    suite: &Suite,
+    results: &[CellResult],
+    env: &str,
+    metric_name: &str,
+    x_seconds: bool,
+) -> Vec<Series> {
+    let mut out = Vec::new();
+    for (e, algos) in by_env_algo(suite, results) {
+        if e != env {
+            continue;
+        }
+        for (algo, idx) in algos {
+            // Align seeds by evaluation index (the same iterations for every seed).
+            let mut points: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+            for &i in &idx {
+                for (k, r) in results[i].records.iter().enumerate() {
+                    if let Some(y) = metric(r, metric_name) {
+                        let x = if x_seconds {
+                            r.wall_seconds
+                        } else {
+                            r.trajectories as f64
+                        };
+                        let p = points.entry(k).or_default();
+                        p.0.push(x);
+                        p.1.push(y);
+                    }
+                }
+            }
+            let mut s = Series {
+                name: algo.clone(),
+                ..Default::default()
+            };
+            for (_, (xs, ys)) in points {
+                if ys.len() < idx.len() {
+                    continue;
+                }
+                let n = ys.len() as f64;
+                s.x.push(xs.iter().sum::<f64>() / n);
+                s.mean.push(ys.iter().sum::<f64>() / n);
+                s.lo.push(ys.iter().copied().fold(f64::INFINITY, f64::min));
+                s.hi.push(ys.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            }
+            if !s.x.is_empty() {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Files written by [`write_report`].
+#[derive(Clone, Debug, Default)]
+pub struct ReportFiles {
+    /// The Markdown report.
+    pub markdown: PathBuf,
+    /// Every plot (SVG and PNG).
+    pub plots: Vec<PathBuf>,
+}
+
+/// Writes `DIR/report.md` and `DIR/plots/ENV/METRIC_vs_{trajectories,seconds}.{svg,png}`.
+pub fn write_report(dir: &Path, png: bool) -> Result<ReportFiles> {
+    let (suite, results) = load(dir)?;
+    if results.is_empty() {
+        return Err(BenchError::Results {
+            path: dir.display().to_string(),
+            message: "no finished cell to report; run the suite first (softgfn bench run)".into(),
+        });
+    }
+    let mut md = markdown(&suite, &results)?;
+    let mut files = ReportFiles::default();
+    md.push_str("\n## Plots\n");
+    for e in &suite.envs {
+        let env = suite.env_label(e);
+        let pdir = dir.join("plots").join(env);
+        for (m, label) in REPORT_METRICS {
+            for x_seconds in [false, true] {
+                let s = series(&suite, &results, env, m, x_seconds);
+                if s.is_empty() {
+                    continue;
+                }
+                std::fs::create_dir_all(&pdir)
+                    .map_err(|e| BenchError::io("cannot create", &pdir, e))?;
+                let stem = format!(
+                    "{m}_vs_{}",
+                    if x_seconds { "seconds" } else { "trajectories" }
+                );
+                let title = format!("{env}: {label}");
+                let xlabel = if x_seconds {
+                    "training wall time (s)"
+                } else {
+                    "trajectories sampled"
+                };
+                let written = plot_metric(&pdir, &stem, &title, xlabel, label, &s, png)?;
+                let rel = format!("plots/{env}/{stem}.svg");
+                md.push_str(&format!("\n![{title} vs {xlabel}]({rel})\n"));
+                files.plots.extend(written);
+            }
+        }
+    }
+    let path = dir.join("report.md");
+    softgfn_train::record::write_atomic(&path, md.as_bytes())?;
+    files.markdown = path;
+    Ok(files)
+}
