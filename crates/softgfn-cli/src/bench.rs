@@ -92,6 +92,16 @@ impl RunProgress for Bar {
     }
 }
 
+/// A plugin path as written in a suite, with the platform's shared-library suffix added when the
+/// path has no extension and does not exist as written (`libfoo` -> `libfoo.so`, `.dylib`, `.dll`).
+fn with_library_suffix(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    if p.exists() || p.extension().is_some() {
+        return path.to_string();
+    }
+    format!("{path}{}", std::env::consts::DLL_SUFFIX)
+}
+
 /// The provenance of this binary on this machine.
 pub fn provenance() -> Provenance {
     Provenance {
@@ -123,7 +133,7 @@ pub fn bench(cmd: BenchCommand, global_args: Vec<String>) -> Result<()> {
             let mut args = global_args;
             for p in &suite.plugins {
                 args.push("--plugin".into());
-                args.push(p.clone());
+                args.push(with_library_suffix(p));
             }
             let opts = RunOptions {
                 out: a.out.clone(),

@@ -68,3 +68,21 @@ fn registered_in_the_static_registry() {
     };
     assert!(err.to_string().contains("available: hypergrid"), "{err}");
 }
+
+#[test]
+fn soft_value_iteration_equals_the_flow_recursion() {
+    // The paper's theorem on the hypergrid: with rewards log P_B (uniform) on intermediate edges
+    // and log R on the exit, V*(s) = log F(s), V*(s0) = log Z and the soft-optimal policy is P_F.
+    let env = grid(2, 8, RewardKind::Standard);
+    let graph = StateGraph::build(&env, 1 << 20).unwrap();
+    let flows = graph.flows(&UniformBackward);
+    let soft = graph.soft_values(&UniformBackward, 1.0);
+    assert!((soft.v0(&graph) - graph.target().log_z).abs() < 1e-9);
+    for s in 0..graph.num_states() {
+        assert!((soft.v[s] - flows.log_flow[s]).abs() < 1e-9);
+        for a in 0..graph.num_actions {
+            let k = s * graph.num_actions + a;
+            assert!((soft.log_policy[k].exp() - flows.log_pf[k].exp()).abs() < 1e-9);
+        }
+    }
+}
