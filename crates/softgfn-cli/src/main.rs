@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use softgfn_train::{apply_override, resolve};
 
 // Built-in environments and algorithms register themselves when linked.
+use softgfn_bitseq as _;
 use softgfn_gflownet as _;
 use softgfn_hypergrid as _;
 use softgfn_molstr as _;

@@ -3,6 +3,7 @@
 
 use softgfn_train::{apply_override, registered_algorithms, resolve};
 
+use softgfn_bitseq as _;
 use softgfn_gflownet as _;
 use softgfn_hypergrid as _;
 use softgfn_molstr as _;

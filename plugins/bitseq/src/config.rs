@@ -1,0 +1,168 @@
+//! The `bitseq` parameters and their validation.
+
+use serde::{Deserialize, Serialize};
+use softgfn_core::{CoreError, Result};
+
+use crate::NAME;
+
+/// The paper's block alphabet `H`: modes are concatenations of these 8-bit blocks.
+pub const DEFAULT_ALPHABET: [&str; 5] =
+    ["00000000", "11111111", "11110000", "00001111", "00111100"];
+
+/// Largest word length `k` (tokens stay small and the action space stays below 2^24 rows).
+pub const MAX_K: usize = 16;
+
+/// Largest one-hot feature width `(n/k + 1) * (2^k + 2)` (it also bounds the action space).
+pub const MAX_FEATURE_DIM: usize = 1 << 24;
+
+/// Largest number of modes.
+pub const MAX_MODES: usize = 1 << 20;
+
+/// `bitseq` parameters (the `[env]` table of a run config).
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `n` | 120 | string length in bits | >= 1, with `(n/k + 1) * (2^k + 2) <= 2^24` |
+/// | `k` | 8 | bits per word (one action writes one word) | 1..=16, divides `n` |
+/// | `beta` | 2.0 | reward exponent: `log R(x) = -beta * min_m Hamming(x, m)` | finite, > 0 |
+/// | `num_modes` | 60 | number of modes `|M|` | 1..=1048576 |
+/// | `block_len` | 8 | bits per block of a mode | >= 1, divides `n` |
+/// | `alphabet` | `["00000000", "11111111", "11110000", "00001111", "00111100"]` | block alphabet `H` | non-empty; strings of `block_len` characters `0`/`1` |
+/// | `mode_seed` | 0 | seed of the mode set (and of the test set), independent of the training seed | any `u64` |
+/// | `mode_threshold` | 30 | a mode is found once a sample lies within this Hamming distance | >= 0 (>= `n` finds every mode at the first sample) |
+///
+/// The mode set is drawn from `softgfn_core::rng::stream(mode_seed, Stream::Environment)`; see
+/// [`crate::ModeSet::generate`]. Small instances need a matching alphabet, e.g. `n = 12`, `k = 3`,
+/// `block_len = 4`, `alphabet = ["0000", "1111", "1100", "0011"]`, `mode_threshold = 3`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BitseqConfig {
+    /// String length in bits.
+    pub n: usize,
+    /// Bits per word.
+    pub k: usize,
+    /// Reward exponent `beta`.
+    pub beta: f64,
+    /// Number of modes.
+    pub num_modes: usize,
+    /// Bits per block of a mode.
+    pub block_len: usize,
+    /// Block alphabet: bit strings of `block_len` characters `0`/`1`.
+    pub alphabet: Vec<String>,
+    /// Seed of the mode set (separate from the training seed).
+    pub mode_seed: u64,
+    /// Hamming radius of the "modes found" metric.
+    pub mode_threshold: usize,
+}
+
+impl Default for BitseqConfig {
+    fn default() -> Self {
+        Self {
+            n: 120,
+            k: 8,
+            beta: 2.0,
+            num_modes: 60,
+            block_len: 8,
+            alphabet: DEFAULT_ALPHABET.iter().map(|s| s.to_string()).collect(),
+            mode_seed: 0,
+            mode_threshold: 30,
+        }
+    }
+}
+
+pub(crate) fn invalid(field: &str, value: impl std::fmt::Display, expected: &str) -> CoreError {
+    CoreError::InvalidParameter {
+        env: NAME.into(),
+        field: field.into(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+/// Checks the string length `n` and the word length `k` (shared with hand-made mode sets).
+pub(crate) fn check_shape(n: usize, k: usize) -> Result<()> {
+    if n == 0 {
+        return Err(invalid("n", n, "an integer >= 1"));
+    }
+    if k == 0 || k > MAX_K {
+        return Err(invalid("k", k, &format!("an integer in 1..={MAX_K}")));
+    }
+    if !n.is_multiple_of(k) {
+        return Err(invalid(
+            "k",
+            k,
+            &format!("a divisor of n = {n} (the string is split into n/k words)"),
+        ));
+    }
+    let fits = (n / k + 1)
+        .checked_mul((1usize << k) + 2)
+        .is_some_and(|f| f <= MAX_FEATURE_DIM);
+    if !fits {
+        return Err(invalid(
+            "n",
+            n,
+            &format!(
+                "a length with (n/k + 1) * (2^k + 2) <= {MAX_FEATURE_DIM} (here k = {k}); the \
+                 action space and the features grow with it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl BitseqConfig {
+    /// Checks every field; the error names the field, the value and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        check_shape(self.n, self.k)?;
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return Err(invalid("beta", self.beta, "a finite number > 0"));
+        }
+        if self.num_modes == 0 || self.num_modes > MAX_MODES {
+            return Err(invalid(
+                "num_modes",
+                self.num_modes,
+                &format!("an integer in 1..={MAX_MODES}"),
+            ));
+        }
+        if self.block_len == 0 || !self.n.is_multiple_of(self.block_len) {
+            return Err(invalid(
+                "block_len",
+                self.block_len,
+                &format!(
+                    "a divisor of n = {} (a mode is n / block_len blocks)",
+                    self.n
+                ),
+            ));
+        }
+        if self.alphabet.is_empty() {
+            return Err(invalid(
+                "alphabet",
+                "[]",
+                "a non-empty list of bit strings of block_len characters",
+            ));
+        }
+        for (i, s) in self.alphabet.iter().enumerate() {
+            if s.len() != self.block_len || !s.bytes().all(|c| c == b'0' || c == b'1') {
+                return Err(invalid(
+                    "alphabet",
+                    format!("{s:?} (entry {i})"),
+                    &format!(
+                        "bit strings of exactly block_len = {} characters `0` or `1`",
+                        self.block_len
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The alphabet as bits (`0`/`1` values), after validation.
+    pub fn alphabet_bits(&self) -> Result<Vec<Vec<u8>>> {
+        self.validate()?;
+        Ok(self
+            .alphabet
+            .iter()
+            .map(|s| s.bytes().map(|c| c - b'0').collect())
+            .collect())
+    }
+}
