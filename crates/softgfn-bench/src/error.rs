@@ -8,14 +8,14 @@ pub enum BenchError {
     #[error("suite: {0}")]
     Suite(String),
     /// A file-system error with its path.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done.
         action: String,
         /// The path.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, not chained again).
+        cause: std::io::Error,
     },
     /// A results directory that cannot be used as asked.
     #[error("results directory {path}: {message}")]
@@ -54,7 +54,7 @@ impl BenchError {
         Self::Io {
             action: action.into(),
             path: path.display().to_string(),
-            source,
+            cause: source,
         }
     }
 }

@@ -429,8 +429,6 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize> {
     let suite_text = std::fs::read_to_string(first.join(SUITE_FILE))
         .map_err(|e| BenchError::io("cannot read", &first.join(SUITE_FILE), e))?;
     let suite = Suite::parse(&suite_text, &first.join(SUITE_FILE).display().to_string())?;
-    std::fs::create_dir_all(out).map_err(|e| BenchError::io("cannot create", out, e))?;
-    let mut copied = 0;
     for input in inputs {
         let text = std::fs::read_to_string(input.join(SUITE_FILE))
             .map_err(|e| BenchError::io("cannot read", &input.join(SUITE_FILE), e))?;
@@ -443,6 +441,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize> {
                 ),
             });
         }
+    }
+    std::fs::create_dir_all(out).map_err(|e| BenchError::io("cannot create", out, e))?;
+    let mut copied = 0;
+    for input in inputs {
         for cell in suite.cells() {
             let src = input.join(cell.dir());
             if !cell_finished(&src) {

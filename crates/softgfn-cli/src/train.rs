@@ -29,8 +29,8 @@ pub struct TrainArgs {
     /// Number of training iterations.
     #[arg(long)]
     iterations: Option<u64>,
-    /// Seed of every random stream.
-    #[arg(long)]
+    /// Seed of every random stream (0 to 2^63 - 1).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     seed: Option<u64>,
     /// Device (`cpu`).
     #[arg(long)]
@@ -45,7 +45,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Write a full-state checkpoint every N iterations (and at the end) into OUT/checkpoint.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: Option<u64>,
     /// Continue the run in RUN_DIR from its latest checkpoint (with its own config; only
     /// --iterations may change, to extend the budget).
@@ -170,15 +170,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
                     config.seed
                 ))
             });
+            // Build (and so validate) everything before touching the output directory.
+            let text = config.to_toml()?;
+            let trainer = Trainer::new(config, env)?;
             let dir = RunDir::create(&out, args.force)?;
-            dir.write_file(CONFIG_FILE, config.to_toml()?.as_bytes())?;
-            (Trainer::new(config, env)?, dir, out)
+            dir.write_file(CONFIG_FILE, text.as_bytes())?;
+            (trainer, dir, out)
         }
     };
     if let Some(every) = args.checkpoint_every {
-        if every == 0 {
-            anyhow::bail!("--checkpoint-every must be at least 1");
-        }
         trainer.set_checkpointing(every, &out);
     }
     let bar = (!args.quiet).then(|| {

@@ -141,7 +141,9 @@ fn bad_names_and_keys_fail_with_the_valid_ones() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("unknown environment `gridworld`; available: hypergrid"),
+        stderr(&o).contains(
+            "unknown environment `gridworld`; available: bitseq, hypergrid, qm9str, sehstr"
+        ),
         "{}",
         stderr(&o)
     );

@@ -23,6 +23,19 @@ pub const DEFAULT_MAX_STATES: u64 = 5_000_000;
 
 const CHUNK: usize = 4096;
 
+/// A vector of `len` copies of `value`, or an error instead of an abort when memory is short.
+fn try_vec<T: Clone>(len: usize, value: T, env: &str, states: u64, limit: u64) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| CoreError::TooManyStates {
+            env: env.to_string(),
+            states: format!("{states} (not enough memory for {len} values)"),
+            limit,
+        })?;
+    v.resize(len, value);
+    Ok(v)
+}
+
 /// The enumerated DAG of an environment, in index order, with children in CSR form.
 #[derive(Clone, Debug)]
 pub struct StateGraph {
@@ -78,7 +91,7 @@ impl StateGraph {
             return Err(CoreError::TooManyStates {
                 env: name,
                 states: n64.to_string(),
-                limit: max_states,
+                limit: max_states.min(u64::from(u32::MAX) - 1),
             });
         }
         let n = n64 as usize;
@@ -87,9 +100,9 @@ impl StateGraph {
             spec.num_actions,
             spec.num_backward_actions,
         );
-        let mut states = vec![0; n * w];
-        let mut forward_masks = vec![false; n * na];
-        let mut backward_masks = vec![false; n * nb];
+        let mut states = try_vec(n * w, 0, &name, n64, max_states)?;
+        let mut forward_masks = try_vec(n * na, false, &name, n64, max_states)?;
+        let mut backward_masks = try_vec(n * nb, false, &name, n64, max_states)?;
         let mut idx_buf: Vec<u64> = Vec::with_capacity(CHUNK);
         let mut back_idx = vec![0u64; CHUNK];
         for start in (0..n).step_by(CHUNK) {

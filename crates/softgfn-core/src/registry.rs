@@ -301,9 +301,17 @@ pub fn parse_params<T: serde::de::DeserializeOwned>(
     } else {
         params.clone()
     };
-    serde_json::from_value(v).map_err(|e| CoreError::BadParameters {
-        env: env.into(),
-        message: e.to_string(),
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        CoreError::BadParameters {
+            env: env.into(),
+            message: if path == "." {
+                inner.to_string()
+            } else {
+                format!("`{path}`: {inner}")
+            },
+        }
     })
 }
 

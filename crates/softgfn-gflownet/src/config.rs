@@ -40,13 +40,19 @@ fn validate_common(
 ) -> Result<()> {
     check::positive("algo.learning_rate", learning_rate)?;
     check::non_negative("algo.weight_decay", weight_decay)?;
-    check::at_least(
+    check::in_range(
         "algo.trajectories_per_iteration",
         trajectories_per_iteration,
         1,
+        check::MAX_BATCH,
     )?;
-    check::at_least("algo.hidden_dim", hidden_dim, 1)?;
-    check::at_least("algo.hidden_layers", hidden_layers, 1)?;
+    check::in_range("algo.hidden_dim", hidden_dim, 1, check::MAX_HIDDEN_DIM)?;
+    check::in_range(
+        "algo.hidden_layers",
+        hidden_layers,
+        1,
+        check::MAX_HIDDEN_LAYERS,
+    )?;
     check::probability("algo.epsilon", epsilon)?;
     check::positive("algo.temperature", temperature)
 }

@@ -189,12 +189,13 @@ impl SoftDqnConfig {
     fn check(&self, algo: &str) -> Result<()> {
         check::positive("algo.learning_rate", self.learning_rate)?;
         check::non_negative("algo.weight_decay", self.weight_decay)?;
-        check::at_least(
+        check::in_range(
             "algo.trajectories_per_iteration",
             self.trajectories_per_iteration,
             1,
+            check::MAX_BATCH,
         )?;
-        check::at_least("algo.batch_size", self.batch_size, 1)?;
+        check::in_range("algo.batch_size", self.batch_size, 1, check::MAX_BATCH)?;
         check::at_least("algo.buffer_capacity", self.buffer_capacity, 1)?;
         sampling(
             self.replay,
@@ -233,8 +234,13 @@ impl SoftDqnConfig {
         }
         check::positive("algo.entropy_coef", self.lambda())?;
         check::positive("algo.leaf_coef", self.leaf_coef)?;
-        check::at_least("algo.hidden_dim", self.hidden_dim, 1)?;
-        check::at_least("algo.hidden_layers", self.hidden_layers, 1)?;
+        check::in_range("algo.hidden_dim", self.hidden_dim, 1, check::MAX_HIDDEN_DIM)?;
+        check::in_range(
+            "algo.hidden_layers",
+            self.hidden_layers,
+            1,
+            check::MAX_HIDDEN_LAYERS,
+        )?;
         check::probability("algo.epsilon", self.epsilon)?;
         check::probability("algo.epsilon_final", self.epsilon_final)?;
         check::positive("algo.temperature", self.temperature)?;

@@ -254,6 +254,26 @@ pub mod check {
         }
     }
 
+    /// `value` must lie in `min..=max` (upper bounds keep absurd sizes from aborting on allocation).
+    pub fn in_range(field: &str, value: usize, min: usize, max: usize) -> Result<()> {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(TrainError::invalid(
+                field,
+                value,
+                &format!("an integer in {min}..={max}"),
+            ))
+        }
+    }
+
+    /// Largest hidden width accepted.
+    pub const MAX_HIDDEN_DIM: usize = 1 << 16;
+    /// Largest number of hidden layers accepted.
+    pub const MAX_HIDDEN_LAYERS: usize = 64;
+    /// Largest number of trajectories per iteration or replay batch accepted.
+    pub const MAX_BATCH: usize = 1 << 20;
+
     /// `value` must be at least `min`.
     pub fn at_least(field: &str, value: usize, min: usize) -> Result<()> {
         if value >= min {

@@ -94,7 +94,7 @@ impl Default for EvalConfig {
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
-/// | `seed` | 1 | seed of every random stream of the run | any u64 |
+/// | `seed` | 1 | seed of every random stream of the run | 0 to 2^63 - 1 (TOML integers) |
 /// | `iterations` | 62500 | training iterations (the paper: 1e6 trajectories / 16) | >= 1 |
 /// | `max_seconds` | unset | also stop once training (evaluation excluded) took this long | > 0 |
 /// | `device` | `cpu` | where tensors live (`cpu`; `cuda[:N]` with the `cuda` feature) | |
@@ -236,6 +236,13 @@ fn coerce_types(defaults: &toml::Table, user: &mut toml::Table, section: &str) -
         let Some(d) = defaults.get(k) else { continue };
         match (d, &*v) {
             (toml::Value::Float(_), toml::Value::Integer(i)) => *v = toml::Value::Float(*i as f64),
+            (toml::Value::Integer(di), toml::Value::Integer(i)) if *di >= 0 && *i < 0 => {
+                return Err(TrainError::invalid(
+                    &format!("{section}.{k}"),
+                    i,
+                    "a non-negative integer",
+                ));
+            }
             (toml::Value::Table(dt), toml::Value::Table(_)) => {
                 if let toml::Value::Table(ut) = v {
                     coerce_types(dt, ut, &format!("{section}.{k}"))?;
@@ -250,6 +257,37 @@ fn coerce_types(defaults: &toml::Table, user: &mut toml::Table, section: &str) -
                         with_article(v.type_str())
                     ),
                 });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Environment parameters travel as JSON, which has no NaN or infinity: reject them here, by key.
+fn reject_non_finite(t: &toml::Table, section: &str) -> Result<()> {
+    for (k, v) in t {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => {
+                return Err(TrainError::invalid(
+                    &format!("{section}.{k}"),
+                    f,
+                    "a finite number",
+                ));
+            }
+            toml::Value::Table(inner) => reject_non_finite(inner, &format!("{section}.{k}"))?,
+            toml::Value::Array(items) => {
+                if let Some(f) = items
+                    .iter()
+                    .filter_map(|x| x.as_float())
+                    .find(|f| !f.is_finite())
+                {
+                    return Err(TrainError::invalid(
+                        &format!("{section}.{k}"),
+                        f,
+                        "finite numbers",
+                    ));
+                }
             }
             _ => {}
         }
@@ -287,6 +325,7 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
     let mut params: toml::Table =
         serde_json::from_value::<toml::Table>(reg.default_params()).unwrap_or_default();
     coerce_types(&params, &mut env_t, "env")?;
+    reject_non_finite(&env_t, "env")?;
     overlay(&mut params, env_t);
     let mut env_section = EnvSection {
         name: env_name,
@@ -317,6 +356,10 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
                 message: format!("{} (algorithm `{algo_name}`)", e.message().trim()),
             })?;
 
+    let mut eval_t = eval_t;
+    if let Ok(defaults) = toml::Table::try_from(EvalConfig::default()) {
+        coerce_types(&defaults, &mut eval_t, "eval")?;
+    }
     let eval: EvalConfig =
         toml::Value::Table(eval_t)
             .try_into()

@@ -77,14 +77,14 @@ pub enum TrainError {
         message: String,
     },
     /// A file-system error, with the path involved.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("cannot write", ...).
         action: String,
         /// The path.
         path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, not chained again).
+        cause: std::io::Error,
     },
 }
 
@@ -103,7 +103,7 @@ impl TrainError {
         Self::Io {
             action: action.into(),
             path: path.display().to_string(),
-            source,
+            cause: source,
         }
     }
 }

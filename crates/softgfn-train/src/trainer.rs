@@ -233,11 +233,21 @@ impl Trainer {
             return Err(TrainError::Checkpoint {
                 path: ck.path.display().to_string(),
                 message: format!(
-                    "was written by a run with a different `{key}` section than the config given; resume with the run's own config.toml (only `iterations` may change)"
+                    "was written by a run with a different `{key}` than the config given; resume with the run's own config.toml (only `iterations` may change)"
                 ),
             });
         }
         let t = ck.trainer;
+        if t.iteration > self.config.iterations {
+            return Err(TrainError::invalid(
+                "iterations",
+                self.config.iterations,
+                &format!(
+                    "at least the checkpoint's iteration {} (pass a larger --iterations to extend the run)",
+                    t.iteration
+                ),
+            ));
+        }
         if t.window.is_some() != self.window.is_some() {
             return Err(TrainError::Checkpoint {
                 path: ck.path.display().to_string(),

@@ -27,6 +27,9 @@
 use serde::{Deserialize, Serialize};
 use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Result, StateValue, parse_params};
 
+/// Largest feature size `dim * side` accepted (keeps absurd grids from aborting on allocation).
+pub const MAX_FEATURES: usize = 1 << 24;
+
 /// Reward preset of the hypergrid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,10 +151,16 @@ impl HypergridConfig {
         if self.side < 2 || self.side > i32::MAX as usize {
             return Err(invalid("side", self.side, "an integer in 2..=2147483647"));
         }
-        if self.dim.checked_mul(self.side).is_none()
-            || self.dim.checked_mul(self.side - 1).is_none()
+        if self
+            .dim
+            .checked_mul(self.side)
+            .is_none_or(|f| f > MAX_FEATURES)
         {
-            return Err(invalid("dim", self.dim, "dim * side to fit in memory"));
+            return Err(invalid(
+                "side",
+                self.side,
+                &format!("dim * side (the feature size) to be at most {MAX_FEATURES}"),
+            ));
         }
         self.constants().map(|_| ())
     }
