@@ -397,3 +397,65 @@ pub struct Saved {
     /// Gradient steps taken.
     pub updates: u64,
 }
+
+/// The fields every soft agent's config shares, for one validation routine.
+pub struct SharedFields {
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Rollouts per iteration.
+    pub trajectories_per_iteration: usize,
+    /// Replay batch size.
+    pub batch_size: usize,
+    /// Replay capacity.
+    pub buffer_capacity: usize,
+    /// Replay scheme.
+    pub replay: ReplayKind,
+    /// PER `(alpha, beta, beta_final, beta_horizon)`.
+    pub per: (f64, f64, f64, u64),
+    /// Polyak coefficient.
+    pub tau: f64,
+    /// Loss weight of terminal transitions.
+    pub leaf_coef: f64,
+    /// Hidden width.
+    pub hidden_dim: usize,
+    /// Hidden layers.
+    pub hidden_layers: usize,
+    /// Initial and final epsilon.
+    pub epsilon: (f64, f64),
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Backward policy.
+    pub backward_policy: BackwardPolicyKind,
+    /// The naive learned mode.
+    pub naive_learned_backward: bool,
+}
+
+/// Validates the shared fields; errors name `algo.<field>`, the value and the range.
+pub fn validate_shared(algo: &str, f: &SharedFields) -> Result<()> {
+    check::non_negative("algo.weight_decay", f.weight_decay)?;
+    check::in_range(
+        "algo.trajectories_per_iteration",
+        f.trajectories_per_iteration,
+        1,
+        check::MAX_BATCH,
+    )?;
+    check::in_range("algo.batch_size", f.batch_size, 1, check::MAX_BATCH)?;
+    check::at_least("algo.buffer_capacity", f.buffer_capacity, 1)?;
+    sampling(f.replay, f.per.0, f.per.1, f.per.2, f.per.3)?;
+    if !(f.tau > 0.0 && f.tau <= 1.0) {
+        return Err(TrainError::invalid("algo.tau", f.tau, "a number in (0, 1]"));
+    }
+    check::positive("algo.leaf_coef", f.leaf_coef)?;
+    check::in_range("algo.hidden_dim", f.hidden_dim, 1, check::MAX_HIDDEN_DIM)?;
+    check::in_range(
+        "algo.hidden_layers",
+        f.hidden_layers,
+        1,
+        check::MAX_HIDDEN_LAYERS,
+    )?;
+    check::probability("algo.epsilon", f.epsilon.0)?;
+    check::probability("algo.epsilon_final", f.epsilon.1)?;
+    check::positive("algo.temperature", f.temperature)?;
+    backward_mode(algo, f.backward_policy, f.naive_learned_backward)?;
+    Ok(())
+}

@@ -28,8 +28,8 @@ use softgfn_train::{
 };
 
 use crate::common::{
-    ReplayKind, TdLoss, backward_mode, batch_rewards, encode_batch, initial_inputs, learned_log_pb,
-    push_all, sampling, transitions_of,
+    ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards, encode_batch, initial_inputs,
+    learned_log_pb, push_all, sampling, transitions_of, validate_shared,
 };
 use crate::targets::{sac_value, sac_value_grad};
 
@@ -153,42 +153,30 @@ impl AlgorithmConfig for SacConfig {
         check::positive("algo.q_learning_rate", self.q_learning_rate)?;
         check::positive("algo.policy_learning_rate", self.policy_learning_rate)?;
         check::positive("algo.adam_eps", self.adam_eps)?;
-        check::non_negative("algo.weight_decay", self.weight_decay)?;
-        check::in_range(
-            "algo.trajectories_per_iteration",
-            self.trajectories_per_iteration,
-            1,
-            check::MAX_BATCH,
-        )?;
-        check::in_range("algo.batch_size", self.batch_size, 1, check::MAX_BATCH)?;
-        check::at_least("algo.buffer_capacity", self.buffer_capacity, 1)?;
-        sampling(
-            self.replay,
-            self.per_alpha,
-            self.per_beta,
-            self.per_beta_final,
-            self.per_beta_horizon,
-        )?;
-        if !(self.tau > 0.0 && self.tau <= 1.0) {
-            return Err(TrainError::invalid(
-                "algo.tau",
-                self.tau,
-                "a number in (0, 1]",
-            ));
-        }
-        check::positive("algo.leaf_coef", self.leaf_coef)?;
-        check::in_range("algo.hidden_dim", self.hidden_dim, 1, check::MAX_HIDDEN_DIM)?;
-        check::in_range(
-            "algo.hidden_layers",
-            self.hidden_layers,
-            1,
-            check::MAX_HIDDEN_LAYERS,
-        )?;
-        check::probability("algo.epsilon", self.epsilon)?;
-        check::probability("algo.epsilon_final", self.epsilon_final)?;
-        check::positive("algo.temperature", self.temperature)?;
-        backward_mode("sac", self.backward_policy, self.naive_learned_backward)?;
-        Ok(())
+        validate_shared(
+            "sac",
+            &SharedFields {
+                weight_decay: self.weight_decay,
+                trajectories_per_iteration: self.trajectories_per_iteration,
+                batch_size: self.batch_size,
+                buffer_capacity: self.buffer_capacity,
+                replay: self.replay,
+                per: (
+                    self.per_alpha,
+                    self.per_beta,
+                    self.per_beta_final,
+                    self.per_beta_horizon,
+                ),
+                tau: self.tau,
+                leaf_coef: self.leaf_coef,
+                hidden_dim: self.hidden_dim,
+                hidden_layers: self.hidden_layers,
+                epsilon: (self.epsilon, self.epsilon_final),
+                temperature: self.temperature,
+                backward_policy: self.backward_policy,
+                naive_learned_backward: self.naive_learned_backward,
+            },
+        )
     }
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
