@@ -7,7 +7,9 @@ use std::path::Path;
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
-use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
+use softgfn_train::algorithm::{
+    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
+};
 use softgfn_train::{
     Algorithm, AlgorithmState, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy,
     Objective, Result, UpdateContext, UpdateStats,
@@ -280,11 +282,7 @@ impl Algorithm for BalanceAlgorithm {
         if let Some(z) = self.scalar_log_z {
             return Ok(f64::from(self.model.scalar(z)));
         }
-        let spec = env.spec();
-        let mut s0 = vec![0; spec.state_width];
-        env.initial_state(&mut s0);
-        let mut feats = vec![0f32; spec.feature_dim];
-        env.encode(&s0, &mut feats)?;
+        let (feats, _) = initial_inputs(env)?;
         self.model.forward(&feats, 1, &mut self.out)?;
         Ok(match self.head_flow {
             Some(h) => f64::from(self.out.head(h)[0]),

@@ -356,18 +356,6 @@ pub fn push_all(
     Ok(())
 }
 
-/// Features and forward mask of `s0` (for `V(s0)` estimates).
-pub fn initial_inputs(env: &dyn Environment) -> Result<(Vec<f32>, Vec<bool>)> {
-    let spec = env.spec();
-    let mut s0 = vec![0; spec.state_width];
-    env.initial_state(&mut s0);
-    let mut feats = vec![0f32; spec.feature_dim];
-    env.encode(&s0, &mut feats)?;
-    let mut mask = vec![false; spec.num_actions];
-    env.forward_masks(&s0, &mut mask)?;
-    Ok((feats, mask))
-}
-
 /// The non-tensor state of a soft agent, as written (borrowed).
 #[derive(Serialize)]
 pub struct SavedRef<'a> {

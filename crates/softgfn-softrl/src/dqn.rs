@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
-use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
+use softgfn_train::algorithm::{
+    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
+};
 use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch};
 use softgfn_train::{
     Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
@@ -31,8 +33,7 @@ use softgfn_train::{
 
 use crate::common::{
     NewPriority, QHeads, ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards,
-    encode_batch, initial_inputs, learned_log_pb, push_all, sampling, transitions_of,
-    validate_shared,
+    encode_batch, learned_log_pb, push_all, sampling, transitions_of, validate_shared,
 };
 use crate::targets::{TargetInputs, TargetParams, soft_td_target, soft_value};
 

@@ -20,7 +20,9 @@ use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
-use softgfn_train::algorithm::{decode_state, encode_state, model_tensors, restore_model};
+use softgfn_train::algorithm::{
+    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
+};
 use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling};
 use softgfn_train::{
     Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
@@ -28,8 +30,8 @@ use softgfn_train::{
 };
 
 use crate::common::{
-    ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards, encode_batch, initial_inputs,
-    learned_log_pb, push_all, sampling, transitions_of, validate_shared,
+    ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards, encode_batch, learned_log_pb,
+    push_all, sampling, transitions_of, validate_shared,
 };
 use crate::targets::{sac_value, sac_value_grad};
 

@@ -287,3 +287,15 @@ pub mod check {
         }
     }
 }
+
+/// Features and forward mask of `s0` (for `log Z` estimates such as `log F(s0)` or `V(s0)`).
+pub fn initial_inputs(env: &dyn Environment) -> Result<(Vec<f32>, Vec<bool>)> {
+    let spec = env.spec();
+    let mut s0 = vec![0; spec.state_width];
+    env.initial_state(&mut s0);
+    let mut feats = vec![0f32; spec.feature_dim];
+    env.encode(&s0, &mut feats)?;
+    let mut mask = vec![false; spec.num_actions];
+    env.forward_masks(&s0, &mut mask)?;
+    Ok((feats, mask))
+}

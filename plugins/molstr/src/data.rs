@@ -131,6 +131,21 @@ const BLOCKS_EXPECTED: &str =
     "a JSON object with maps `block_name`, `block_smi` and `block_r` keyed \"0\"..\"K-1\"";
 
 /// Parses `blocks.json`.
+/// Finds, reads and parses `blocks.json` in a `data_dir`.
+pub(crate) fn load_blocks(env: &str, dir: &Path) -> Result<Vec<Block>> {
+    let path = find_one(
+        env,
+        dir,
+        &[files::BLOCKS],
+        "blocks.json (the building blocks)",
+    )?;
+    parse_blocks(
+        env,
+        &path.display().to_string(),
+        &read_file(env, &path, "the building blocks")?,
+    )
+}
+
 pub(crate) fn parse_blocks(env: &str, source: &str, bytes: &[u8]) -> Result<Vec<Block>> {
     let raw: RawBlocks = serde_json::from_slice(bytes).map_err(|e| {
         data_error(

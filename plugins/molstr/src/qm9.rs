@@ -144,17 +144,7 @@ fn embedded() -> Result<Arc<Qm9Data>> {
 }
 
 fn from_dir(dir: &std::path::Path) -> Result<Arc<Qm9Data>> {
-    let bp = data::find_one(
-        NAME,
-        dir,
-        &[files::BLOCKS],
-        "blocks.json (the building blocks)",
-    )?;
-    let blocks = data::parse_blocks(
-        NAME,
-        &bp.display().to_string(),
-        &data::read_file(NAME, &bp, "the building blocks")?,
-    )?;
+    let blocks = data::load_blocks(NAME, dir)?;
     let vp = data::find_one(
         NAME,
         dir,

@@ -114,17 +114,7 @@ fn embedded() -> Result<Arc<SehData>> {
 }
 
 fn from_dir(dir: &Path) -> Result<Arc<SehData>> {
-    let bp = data::find_one(
-        NAME,
-        dir,
-        &[files::BLOCKS],
-        "blocks.json (the building blocks)",
-    )?;
-    let blocks = data::parse_blocks(
-        NAME,
-        &bp.display().to_string(),
-        &data::read_file(NAME, &bp, "the building blocks")?,
-    )?;
+    let blocks = data::load_blocks(NAME, dir)?;
     let tp = data::find_one(
         NAME,
         dir,
