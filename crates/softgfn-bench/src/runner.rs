@@ -371,18 +371,8 @@ fn spawn_cell(suite: &Suite, cell: &Cell, opts: &RunOptions) -> Result<Child> {
     let request = suite.cell_config(cell)?;
     let text = toml::to_string(&request).map_err(|e| BenchError::Suite(e.to_string()))?;
     write_atomic(&dir.join(REQUEST_FILE), text.as_bytes())?;
-    let env = suite
-        .envs
-        .iter()
-        .find(|e| suite.env_label(e) == cell.env)
-        .map(|e| e.name.clone())
-        .unwrap_or_default();
-    let algo = suite
-        .algos
-        .iter()
-        .find(|a| suite.algo_label(a) == cell.algo)
-        .map(|a| a.name.clone())
-        .unwrap_or_default();
+    let (env, algo) = suite.entries(cell)?;
+    let (env, algo) = (env.name.clone(), algo.name.clone());
     write_json(
         &dir.join(CELL_FILE),
         &CellMeta {

@@ -344,9 +344,8 @@ impl Suite {
             .collect()
     }
 
-    /// The run-config table of a cell (the `softgfn train --config` input). The trajectory budget
-    /// is converted with the algorithm's `trajectories_per_iteration` (resolved defaults).
-    pub fn cell_config(&self, cell: &Cell) -> Result<toml::Table> {
+    /// The environment and algorithm entries a cell refers to (by label).
+    pub fn entries(&self, cell: &Cell) -> Result<(&SuiteEnv, &SuiteAlgo)> {
         let env = self
             .envs
             .iter()
@@ -357,6 +356,13 @@ impl Suite {
             .iter()
             .find(|a| self.algo_label(a) == cell.algo)
             .ok_or_else(|| BenchError::Suite(format!("no algorithm labelled `{}`", cell.algo)))?;
+        Ok((env, algo))
+    }
+
+    /// The run-config table of a cell (the `softgfn train --config` input). The trajectory budget
+    /// is converted with the algorithm's `trajectories_per_iteration` (resolved defaults).
+    pub fn cell_config(&self, cell: &Cell) -> Result<toml::Table> {
+        let (env, algo) = self.entries(cell)?;
         let mut t = toml::Table::new();
         t.insert("seed".into(), toml::Value::Integer(cell.seed as i64));
         t.insert("device".into(), toml::Value::String(self.device.clone()));
