@@ -2,9 +2,12 @@
 //! against wall time, one line per algorithm with a band over seeds.
 //!
 //! Table columns: final metrics as mean ± standard deviation over seeds (`exact_l1`, `exact_kl`,
-//! the paper's `emp_l1_mean` and `emp_kl`, `|log Z learned - log Z true|`), the median
-//! milliseconds per iteration, the peak resident memory, and for each target the trajectories and
-//! seconds needed to reach it (mean over the seeds that did, with `k/n` when not all did).
+//! the paper's `emp_l1_mean` and `emp_kl`, `|log Z learned - log Z true|`, then the environment's
+//! own metrics such as bitseq's `modes_found` and `spearman`, each only when some run of the
+//! environment has it), the median milliseconds per iteration, the peak resident memory, and for
+//! each target the trajectories and seconds needed to reach it (mean over the seeds that did,
+//! with `k/n` when not all did). Targets may name any of these metrics
+//! (`"modes_found >= 50"`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +57,9 @@ pub fn load(dir: &Path) -> Result<(Suite, Vec<CellResult>)> {
     Ok((suite, out))
 }
 
-/// The metric columns a report reads from a record.
+/// The metric columns a report reads from a record: the [`REPORT_METRICS`], `exact_tv`,
+/// `exact_jsd`, `loss`, `log_z_learned`, and any environment metric of the record
+/// ([`EvalRecord::env_metrics`], e.g. `modes_found`). Non-finite values are `None`.
 pub fn metric(r: &EvalRecord, name: &str) -> Option<f64> {
     let v = match name {
         "exact_l1" => r.exact_l1,
@@ -69,9 +74,35 @@ pub fn metric(r: &EvalRecord, name: &str) -> Option<f64> {
             (Some(a), Some(b)) => Some((a - b).abs()),
             _ => None,
         },
-        _ => None,
+        other => r.env_metrics.get(other).copied().flatten(),
     };
     v.filter(|x| x.is_finite())
+}
+
+/// The environment metrics (sorted by name) that some record of `results[idx]` has a finite
+/// value of: the last record of each run when `last_only`, every record otherwise.
+fn env_metric_names(results: &[CellResult], idx: &[usize], last_only: bool) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for &i in idx {
+        let records = &results[i].records;
+        let records = if last_only {
+            &records[records.len().saturating_sub(1)..]
+        } else {
+            &records[..]
+        };
+        for r in records {
+            for (name, v) in &r.env_metrics {
+                // Names become file names of plots: identifiers only (the trainer writes no
+                // others; a hand-edited record may).
+                let ident = !name.is_empty()
+                    && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+                if ident && v.is_some_and(f64::is_finite) {
+                    names.insert(name.clone());
+                }
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 /// Metrics plotted and tabulated, in order.
@@ -194,7 +225,13 @@ pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
                 })
             })
             .collect();
-        for (m, _) in &shown {
+        let all: Vec<usize> = algos.iter().flat_map(|(_, idx)| idx.clone()).collect();
+        let env_shown = env_metric_names(results, &all, true);
+        for m in shown
+            .iter()
+            .map(|(m, _)| *m)
+            .chain(env_shown.iter().map(String::as_str))
+        {
             header.push(format!("`{m}`"));
         }
         header.push("ms/iteration".into());
@@ -219,7 +256,11 @@ pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
                         .collect::<Vec<_>>(),
                 ),
             ];
-            for (m, _) in &shown {
+            for m in shown
+                .iter()
+                .map(|(m, _)| *m)
+                .chain(env_shown.iter().map(String::as_str))
+            {
                 let v: Vec<f64> = last.iter().filter_map(|r| metric(r, m)).collect();
                 row.push(fmt_mean_std(&v));
             }
@@ -331,10 +372,22 @@ pub fn write_report(dir: &Path, png: bool) -> Result<ReportFiles> {
     let mut md = markdown(&suite, &results)?;
     let mut files = ReportFiles::default();
     md.push_str("\n## Plots\n");
+    let grouped = by_env_algo(&suite, &results);
     for e in &suite.envs {
         let env = suite.env_label(e);
         let pdir = dir.join("plots").join(env);
-        for (m, label) in REPORT_METRICS {
+        let idx: Vec<usize> = grouped
+            .iter()
+            .filter(|(el, _)| el == env)
+            .flat_map(|(_, algos)| algos.iter().flat_map(|(_, idx)| idx.clone()))
+            .collect();
+        let env_metrics = env_metric_names(&results, &idx, false);
+        let plotted = REPORT_METRICS
+            .iter()
+            .map(|(m, label)| (m.to_string(), label.to_string()))
+            .chain(env_metrics.into_iter().map(|m| (m.clone(), m)));
+        for (m, label) in plotted {
+            let (m, label) = (m.as_str(), label.as_str());
             for x_seconds in [false, true] {
                 let s = series(&suite, &results, env, m, x_seconds);
                 if s.is_empty() {

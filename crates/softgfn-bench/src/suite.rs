@@ -18,6 +18,12 @@
 //! set = { learning_rate = 0.001 }
 //! ```
 //!
+//! A target names any metric column of the records: `exact_l1`, `exact_kl`, `exact_tv`,
+//! `exact_jsd`, `emp_l1_mean`, `emp_kl`, `log_z_error`, `loss`, `log_z_learned`, or an
+//! environment metric such as bitseq's `modes_found` and `spearman`
+//! (`targets = ["modes_found >= 50", "spearman >= 0.5"]`). A run whose records lack the metric
+//! never reaches the target.
+//!
 //! Cells are ordered environment-major, then algorithm, then seed; that order is stable, so a
 //! shard `i/n` (cells whose index is `i - 1` modulo `n`) is the same on every machine.
 
@@ -65,7 +71,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `"exact_l1 <= 0.1"` or `"modes >= 50"`.
+    /// Parses `"exact_l1 <= 0.1"` or `"modes_found >= 50"` (any metric name; see the module
+    /// docs).
     pub fn parse(s: &str) -> Result<Self> {
         let (metric, at_most, rest) = if let Some((m, v)) = s.split_once("<=") {
             (m, true, v)

@@ -137,14 +137,24 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
 }
 
 fn status_line(r: &EvalRecord) -> String {
-    format!(
+    let mut line = format!(
         "loss {} | log Z {} / {} | exact_l1 {} | emp_kl {}",
         fmt_opt(r.loss, 4),
         fmt_opt(r.log_z_learned, 3),
         fmt_opt(r.log_z_true, 3),
         fmt_opt(r.exact_l1, 4),
         fmt_opt(r.emp_kl, 3),
-    )
+    );
+    // Environment metrics (e.g. bitseq's `modes_found` and `spearman`).
+    for (name, value) in &r.env_metrics {
+        let prec = if value.is_some_and(|v| v.fract() == 0.0) {
+            0
+        } else {
+            4
+        };
+        line.push_str(&format!(" | {name} {}", fmt_opt(*value, prec)));
+    }
+    line
 }
 
 /// Runs `softgfn train`.

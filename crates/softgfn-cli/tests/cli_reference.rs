@@ -324,10 +324,20 @@ fn the_algorithm_pages_document_every_config_key_and_default() {
         let resolved: toml::Table = softgfn_stdout(&["config", "defaults", "--algo", algo])
             .parse()
             .expect("config defaults prints TOML");
-        let defaults = resolved["algo"]
-            .as_table()
-            .expect("an [algo] table")
-            .clone();
+        // Sub-tables (`[algo.transformer]`) are documented key by key: `transformer.layers`.
+        let mut defaults = toml::Table::new();
+        for (key, value) in resolved["algo"].as_table().expect("an [algo] table") {
+            match value.as_table() {
+                Some(sub) => {
+                    for (k, v) in sub {
+                        defaults.insert(format!("{key}.{k}"), v.clone());
+                    }
+                }
+                None => {
+                    defaults.insert(key.clone(), value.clone());
+                }
+            }
+        }
         let table = config_table(&md, &page);
         for (key, value) in defaults.iter().filter(|(k, _)| *k != "name") {
             match table.get(key) {

@@ -125,6 +125,106 @@ pub trait Environment: Send + Sync {
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         None
     }
+
+    /// How the features and actions read as a token sequence, for sequence models such as the
+    /// transformer policy; `None` (the default) when they do not.
+    fn sequence_layout(&self) -> Option<SequenceLayout> {
+        None
+    }
+
+    /// A fresh [`Monitor`](crate::Monitor) computing this environment's own evaluation metrics
+    /// (the bit-sequence task: `modes_found` and `spearman`); `None` (the default) when it has
+    /// none. The trainer asks once per run and feeds it every iteration's terminal states.
+    /// Run-time plugins loaded across the C ABI have no monitor (the ABI does not carry one).
+    fn monitor(&self) -> Option<Box<dyn crate::Monitor>> {
+        None
+    }
+}
+
+/// Features and actions of an environment read as a sequence of tokens.
+///
+/// The feature vector of a state ([`Environment::encode`]) is `tokens` consecutive blocks of
+/// `token_features` values, one per token (typically a one-hot of the token's value, which a
+/// sequence model multiplies by a learned embedding matrix). Token 0 is a summary position (a BOS
+/// token) whose output a sequence model reads for state-level quantities such as `log F(s)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SequenceLayout {
+    /// Number of tokens per state (the BOS token included).
+    pub tokens: usize,
+    /// Features per token; `tokens * token_features` equals `EnvSpec::feature_dim`.
+    pub token_features: usize,
+    /// How forward actions index tokens.
+    pub forward: TokenActions,
+    /// How backward actions index tokens.
+    pub backward: TokenActions,
+}
+
+/// How a set of actions maps onto the tokens of a [`SequenceLayout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TokenActions {
+    /// Action `token * words + word`: one of `words` values written at a token (`tokens * words`
+    /// actions). A sequence model scores it as `position_logit[token] + word_logit[token, word]`.
+    TokenWord {
+        /// Values per token.
+        words: usize,
+    },
+    /// Action `token`: one action per token (`tokens` actions).
+    Token,
+}
+
+impl TokenActions {
+    /// Number of actions this layout describes for `tokens` tokens.
+    pub fn num_actions(&self, tokens: usize) -> usize {
+        match self {
+            TokenActions::TokenWord { words } => tokens * words,
+            TokenActions::Token => tokens,
+        }
+    }
+}
+
+impl SequenceLayout {
+    /// Checks the layout against the environment's spec.
+    ///
+    /// # Errors
+    /// [`CoreError::Structure`] naming the mismatching size.
+    pub fn validate(&self, spec: &EnvSpec) -> Result<()> {
+        let bad = |details: String| {
+            Err(CoreError::Structure {
+                env: spec.name.clone(),
+                property: "sequence layout".into(),
+                details,
+            })
+        };
+        if self.tokens == 0 || self.token_features == 0 {
+            return bad(format!(
+                "tokens and token_features must be at least 1, found {} and {}",
+                self.tokens, self.token_features
+            ));
+        }
+        if self.tokens * self.token_features != spec.feature_dim {
+            return bad(format!(
+                "tokens * token_features = {} * {} must equal feature_dim {}",
+                self.tokens, self.token_features, spec.feature_dim
+            ));
+        }
+        if self.forward.num_actions(self.tokens) != spec.num_actions {
+            return bad(format!(
+                "forward layout {:?} gives {} actions, the spec has {}",
+                self.forward,
+                self.forward.num_actions(self.tokens),
+                spec.num_actions
+            ));
+        }
+        if self.backward.num_actions(self.tokens) != spec.num_backward_actions {
+            return bad(format!(
+                "backward layout {:?} gives {} actions, the spec has {}",
+                self.backward,
+                self.backward.num_actions(self.tokens),
+                spec.num_backward_actions
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Optional capability: a bijection between all states and `0..num_states()`.

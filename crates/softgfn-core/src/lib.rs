@@ -10,6 +10,8 @@
 //! - [`exact`]: the state graph, the target `R/Z`, the flow recursion for a fixed backward policy
 //!   and the exact terminal distribution of any forward policy;
 //! - [`metrics`]: `exact_l1`, `exact_kl`, ... and the paper's empirical window metrics;
+//! - [`Monitor`]: environment-specific evaluation metrics (modes found, Spearman) kept during a
+//!   run, handed out by [`Environment::monitor`];
 //! - [`registry`]: built-in environments registered through `inventory`.
 //!
 //! ```
@@ -34,6 +36,7 @@ pub mod error;
 pub mod exact;
 pub mod math;
 pub mod metrics;
+pub mod monitor;
 pub mod registry;
 pub mod rng;
 pub mod soft;
@@ -43,8 +46,11 @@ pub mod trajectory;
 
 pub use backward::{BackwardPolicy, BackwardPolicyKind, TreeBackward, UniformBackward};
 pub use check::{CheckOptions, CheckReport, check_env, check_env_with};
-pub use env::{Enumerable, EnvSpec, Environment, EnvironmentExt, StateValue};
+pub use env::{
+    Enumerable, EnvSpec, Environment, EnvironmentExt, SequenceLayout, StateValue, TokenActions,
+};
 pub use error::{CoreError, Result};
+pub use monitor::{LogPf, Monitor};
 pub use registry::{EnvRegistration, build_env, find_env, parse_params, registered_envs};
 pub use rng::Rng;
 pub use trajectory::{NO_BACKWARD_ACTION, Trajectories, Transition};

@@ -4,10 +4,12 @@
 //!   set; a DAG (a set of size `m` has `m!` construction orders), `log R(S) = sum_{i in S} w_i`.
 //! - [`SlotEnv`]: `n` slots filled with bits in any order, ending implicitly when full (a tiny
 //!   non-autoregressive bit sequence without an exit action).
-//! - [`BrokenEnv`]: a [`SetEnv`] with one deliberate contract violation, for `check_env` tests.
+//! - [`BrokenEnv`]: a [`SetEnv`] with one deliberate contract violation, for `check_env` tests
+//!   (it forwards the optional capabilities, `sequence_layout` and `monitor`, to its inner env).
 
-use crate::env::{Enumerable, EnvSpec, Environment, StateValue};
+use crate::env::{Enumerable, EnvSpec, Environment, SequenceLayout, StateValue};
 use crate::error::{CoreError, Result};
+use crate::monitor::Monitor;
 
 fn bad_action(env: &str, s: &[StateValue], a: u32, why: &str) -> CoreError {
     CoreError::InvalidAction {
@@ -456,5 +458,13 @@ impl Environment for BrokenEnv {
 
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         Some(&self.inner)
+    }
+
+    fn sequence_layout(&self) -> Option<SequenceLayout> {
+        self.inner.sequence_layout()
+    }
+
+    fn monitor(&self) -> Option<Box<dyn Monitor>> {
+        self.inner.monitor()
     }
 }

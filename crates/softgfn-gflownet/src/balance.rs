@@ -1,4 +1,4 @@
-//! The algorithm shared by every balance objective: an MLP with a forward-logit head, an
+//! The algorithm shared by every balance objective: a network (MLP or transformer) with a forward-logit head, an
 //! optional backward-logit head (learned `P_B` on the tied torso), an optional `log F` head and
 //! an optional learned scalar `log Z`; on-policy updates from the sampled trajectories.
 
@@ -6,10 +6,11 @@ use std::path::Path;
 
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
-use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
+use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
 use softgfn_train::algorithm::{
     decode_state, encode_state, initial_inputs, model_tensors, restore_model,
 };
+use softgfn_train::network::{NetworkChoice, build_model};
 use softgfn_train::{
     Algorithm, AlgorithmState, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy,
     Objective, Result, UpdateContext, UpdateStats,
@@ -20,7 +21,7 @@ pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Everything a balance algorithm is built from (the common part of the TB/DB/SubTB configs).
 #[derive(Debug)]
-pub struct BalanceSetup {
+pub struct BalanceSetup<'a> {
     /// Registered algorithm name.
     pub name: &'static str,
     /// The objective.
@@ -37,10 +38,8 @@ pub struct BalanceSetup {
     pub trajectories_per_iteration: usize,
     /// Backward policy.
     pub backward_policy: BackwardPolicyKind,
-    /// Width of the hidden layers.
-    pub hidden_dim: usize,
-    /// Number of hidden layers.
-    pub hidden_layers: usize,
+    /// The network.
+    pub network: NetworkChoice<'a>,
     /// Exploration of the sampler.
     pub exploration: Exploration,
 }
@@ -71,12 +70,15 @@ pub struct BalanceAlgorithm {
 
 impl BalanceAlgorithm {
     /// Builds the network for `ctx.env` and the optimizer.
-    pub fn new(setup: BalanceSetup, ctx: &mut BuildContext<'_>) -> Result<Self> {
+    pub fn new(setup: BalanceSetup<'_>, ctx: &mut BuildContext<'_>) -> Result<Self> {
         let spec = ctx.env.spec();
         let needs = setup.objective.needs();
-        let mut heads = vec![HeadSpec::new("forward", spec.num_actions)];
+        let mut heads = vec![HeadSpec::forward_actions("forward", spec.num_actions)];
         let head_backward = if setup.backward_policy == BackwardPolicyKind::Learned {
-            heads.push(HeadSpec::new("backward", spec.num_backward_actions));
+            heads.push(HeadSpec::backward_actions(
+                "backward",
+                spec.num_backward_actions,
+            ));
             Some(heads.len() - 1)
         } else {
             None
@@ -97,12 +99,6 @@ impl BalanceAlgorithm {
         } else {
             None
         };
-        let mlp = MlpSpec {
-            input_dim: spec.feature_dim,
-            hidden_dims: vec![setup.hidden_dim; setup.hidden_layers],
-            heads,
-            scalars,
-        };
         let optimizer = OptimizerSpec {
             adam: AdamConfig {
                 learning_rate: setup.learning_rate as f32,
@@ -111,7 +107,16 @@ impl BalanceAlgorithm {
             },
             group_learning_rates,
         };
-        let model = Model::mlp(&mlp, &optimizer, ctx.device, ctx.rng)?;
+        let model = build_model(
+            setup.name,
+            &setup.network,
+            ctx.env,
+            heads,
+            scalars,
+            &optimizer,
+            ctx.device,
+            ctx.rng,
+        )?;
         Ok(Self {
             name: setup.name,
             model,

@@ -14,6 +14,8 @@
 //! | `backward_policy` | `learned` | `learned` (tied head), `uniform`, `tree` | |
 //! | `hidden_dim` | 256 | width of hidden layers | >= 1 |
 //! | `hidden_layers` | 2 | number of hidden layers | >= 1 |
+//! | `network` | `mlp` | `mlp` or `transformer` (token environments such as bitseq) | |
+//! | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | transformer sizes, see `softgfn_train::network` | |
 //! | `epsilon` | 0.0 | probability of a uniform random valid action | [0, 1] |
 //! | `temperature` | 1.0 | temperature of the sampling logits | > 0 |
 //! | `subtb_lambda` | 0.9 | SubTB geometric weight (SubTB only) | > 0 |
@@ -22,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 use softgfn_core::BackwardPolicyKind;
 use softgfn_train::algorithm::check;
+use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
 use softgfn_train::{Algorithm, AlgorithmConfig, BuildContext, Exploration, Objective, Result};
 
 use crate::balance::{BalanceAlgorithm, BalanceSetup};
@@ -68,8 +71,12 @@ macro_rules! balance_setup {
             weight_decay: $self.weight_decay,
             trajectories_per_iteration: $self.trajectories_per_iteration,
             backward_policy: $self.backward_policy,
-            hidden_dim: $self.hidden_dim,
-            hidden_layers: $self.hidden_layers,
+            network: NetworkChoice {
+                kind: $self.network,
+                hidden_dim: $self.hidden_dim,
+                hidden_layers: $self.hidden_layers,
+                transformer: &$self.transformer,
+            },
             exploration: Exploration {
                 epsilon: $self.epsilon,
                 temperature: $self.temperature,
@@ -98,6 +105,10 @@ pub struct TbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Network architecture: `mlp` or `transformer`.
+    pub network: NetworkKind,
+    /// Transformer sizes (used when `network = "transformer"`).
+    pub transformer: TransformerConfig,
     /// Uniform-action probability.
     pub epsilon: f64,
     /// Sampling temperature.
@@ -115,6 +126,8 @@ impl Default for TbConfig {
             backward_policy: BackwardPolicyKind::Learned,
             hidden_dim: 256,
             hidden_layers: 2,
+            network: NetworkKind::Mlp,
+            transformer: TransformerConfig::default(),
             epsilon: 0.0,
             temperature: 1.0,
         }
@@ -124,6 +137,7 @@ impl Default for TbConfig {
 #[typetag::serde(name = "tb")]
 impl AlgorithmConfig for TbConfig {
     fn validate(&self) -> Result<()> {
+        self.transformer.validate()?;
         validate_common(
             self.learning_rate,
             self.weight_decay,
@@ -170,6 +184,10 @@ pub struct DbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Network architecture: `mlp` or `transformer`.
+    pub network: NetworkKind,
+    /// Transformer sizes (used when `network = "transformer"`).
+    pub transformer: TransformerConfig,
     /// Uniform-action probability.
     pub epsilon: f64,
     /// Sampling temperature.
@@ -186,6 +204,8 @@ impl Default for DbConfig {
             backward_policy: tb.backward_policy,
             hidden_dim: tb.hidden_dim,
             hidden_layers: tb.hidden_layers,
+            network: tb.network,
+            transformer: tb.transformer,
             epsilon: tb.epsilon,
             temperature: tb.temperature,
         }
@@ -195,6 +215,7 @@ impl Default for DbConfig {
 #[typetag::serde(name = "db")]
 impl AlgorithmConfig for DbConfig {
     fn validate(&self) -> Result<()> {
+        self.transformer.validate()?;
         validate_common(
             self.learning_rate,
             self.weight_decay,
@@ -239,6 +260,10 @@ pub struct SubTbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Network architecture: `mlp` or `transformer`.
+    pub network: NetworkKind,
+    /// Transformer sizes (used when `network = "transformer"`).
+    pub transformer: TransformerConfig,
     /// Uniform-action probability.
     pub epsilon: f64,
     /// Sampling temperature.
@@ -259,6 +284,8 @@ impl Default for SubTbConfig {
             backward_policy: db.backward_policy,
             hidden_dim: db.hidden_dim,
             hidden_layers: db.hidden_layers,
+            network: db.network,
+            transformer: db.transformer,
             epsilon: db.epsilon,
             temperature: db.temperature,
             subtb_lambda: 0.9,
@@ -270,6 +297,7 @@ impl Default for SubTbConfig {
 #[typetag::serde(name = "subtb")]
 impl AlgorithmConfig for SubTbConfig {
     fn validate(&self) -> Result<()> {
+        self.transformer.validate()?;
         validate_common(
             self.learning_rate,
             self.weight_decay,

@@ -65,6 +65,7 @@
 //! # Ok::<(), softgfn_nn::NnError>(())
 //! ```
 
+mod backend;
 mod device;
 mod error;
 mod io;
@@ -74,11 +75,15 @@ mod outputs;
 mod params;
 mod spec;
 mod tensors;
+mod transformer;
 
 pub use device::Device;
 pub use error::NnError;
 pub use io::{load_tensors, save_tensors};
 pub use model::Model;
 pub use outputs::Outputs;
-pub use spec::{AdamConfig, HeadSpec, MlpSpec, OptimizerSpec, ScalarSpec};
+pub use spec::{
+    AdamConfig, HeadRole, HeadSpec, MlpSpec, NetSpec, OptimizerSpec, ScalarSpec, TokenReadout,
+    TransformerSpec,
+};
 pub use tensors::{NamedTensor, OptimizerState};

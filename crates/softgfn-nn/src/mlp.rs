@@ -1,596 +1,92 @@
-//! The device-generic MLP backend: taped forward, surrogate-gradient backward, parameter I/O.
+//! The MLP architecture: `[Linear -> ReLU]*` torso, one linear layer per head.
 
-use std::any::Any;
-use std::fmt;
+use dfdx::tensor::{Merge, NoneTape, Tape};
+use rand::distributions::{Distribution, Uniform};
 
-use dfdx::shapes::{Axis, Rank0};
-use dfdx::tensor::{
-    Gradients, Merge, NoneTape, OwnedTape, PutTape, SplitTape, Tape, Tensor, Trace,
+use crate::backend::{
+    Arch, Layout, Matrix, Shared, apply_learning_rates, groups, linear, push_scalars,
 };
-use dfdx::tensor_ops::{Backward, BroadcastTo, ReshapeTo, SumTo, TryAdd, TryMatMul, TryMul};
+use crate::params::{NetDevice, ParamMeta, ParamStore};
+use crate::{MlpSpec, NnError, OptimizerSpec};
 
-use crate::error::backend_err;
-use crate::model::Backend;
-use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
-use crate::{Device, MlpSpec, NamedTensor, NnError, OptimizerSpec, OptimizerState, Outputs};
-
-/// A row-major batch matrix.
-type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
-/// The tape used for training forwards.
-type Taped<D> = OwnedTape<f32, D>;
-
-/// The recorded graph of a `forward_train`: head outputs carrying the (split, per-head) tapes.
-struct Graph<D: NetDevice> {
-    heads: Vec<Matrix<D, Taped<D>>>,
+/// The forward pass of an MLP: parameter indices of every linear layer.
+#[derive(Clone, Debug)]
+pub(crate) struct MlpArch {
+    /// `(weight, bias)` parameter indices of the torso layers, input side first.
+    torso: Vec<(usize, usize)>,
+    /// `(weight, bias)` parameter indices of each head's layer.
+    heads: Vec<(usize, usize)>,
 }
 
-/// Where the graph of the latest `forward_train` waits for its `backward`.
-///
-/// dfdx tapes hold `Box<dyn FnOnce>` backward closures that are not `Send`, while `Model` must be
-/// `Send`. So the tape cannot live inside the model. Instead it is parked in a one-slot
-/// thread-local, keyed by a token that the model keeps. `backward` on the same thread (the normal
-/// case) takes it from there; if it is gone (the model moved threads, or another model's
-/// `forward_train` on this thread took the slot) `backward` re-records the forward from the
-/// saved input, which yields exactly the same gradients (the parameters cannot have changed: every
-/// parameter update discards the pending forward). The slot holds at most one graph per thread.
-mod graph_slot {
-    use std::any::Any;
-    use std::cell::RefCell;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    type Slot = Option<(u64, Box<dyn Any>)>;
-
-    thread_local! {
-        static SLOT: RefCell<Slot> = const { RefCell::new(None) };
-    }
-
-    static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
-
-    /// A token never handed out before.
-    pub(super) fn new_token() -> u64 {
-        NEXT_TOKEN.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Parks `graph` under `token`, dropping whatever the slot held (outside the borrow).
-    pub(super) fn put(token: u64, graph: Box<dyn Any>) {
-        let old = SLOT.try_with(|s| s.borrow_mut().replace((token, graph)));
-        drop(old);
-    }
-
-    /// Takes the graph parked under `token`, if it is still there.
-    pub(super) fn take(token: u64) -> Option<Box<dyn Any>> {
-        SLOT.try_with(|s| {
-            let mut s = s.borrow_mut();
-            let hit = matches!(&*s, Some((t, _)) if *t == token);
-            if hit { s.take().map(|(_, g)| g) } else { None }
-        })
-        .ok()
-        .flatten()
-    }
-
-    /// Drops the graph parked under `token`, if it is still there.
-    pub(super) fn discard(token: u64) {
-        drop(take(token));
-    }
-}
-
-/// What `backward` needs from the latest `forward_train`.
-struct PendingForward<D: NetDevice> {
-    token: u64,
-    rows: usize,
-    /// The input, for re-recording the graph when the parked one is unavailable.
-    input: Option<Matrix<D>>,
-}
-
-/// An MLP with heads and learned scalars on dfdx device `D`.
-pub(crate) struct MlpBackend<D: NetDevice> {
-    dev: D,
-    device: Device,
-    spec: MlpSpec,
-    head_dims: Vec<usize>,
-    /// `(fan_in, fan_out)` of every linear layer: torso layers first, then one per head. Layer
-    /// `l` owns parameters `2l` (weight, `[in, out]`) and `2l + 1` (bias).
-    layers: Vec<(usize, usize)>,
-    num_torso: usize,
-    /// Number of network (non-scalar) parameters; scalars follow them.
-    num_net: usize,
-    store: ParamStore<D>,
-    /// Host mirror of the scalars (tiny, read every batch).
-    scalar_cache: Vec<f32>,
-    pending: Option<PendingForward<D>>,
-}
-
-impl<D: NetDevice> fmt::Debug for MlpBackend<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MlpBackend")
-            .field("device", &self.device)
-            .field("spec", &self.spec)
-            .field("groups", &self.store.group_names())
-            .field("pending_forward", &self.pending.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<D: NetDevice> Drop for MlpBackend<D> {
-    fn drop(&mut self) {
-        self.discard_pending();
-    }
-}
-
-/// Layers, parameters and optimizer groups of an MLP spec.
-pub(crate) struct Layout {
-    /// `(fan_in, fan_out)` per linear layer, torso first, then heads.
-    pub layers: Vec<(usize, usize)>,
-    /// Every parameter: per layer weight then bias, then the scalars.
-    pub meta: Vec<ParamMeta>,
-    /// `torso`, `head:<name>`..., `scalar:<name>`... with learning rates applied.
-    pub groups: Vec<Group>,
-}
-
-/// Validates `spec` and `optimizer` and derives the [`Layout`].
-pub(crate) fn layout(spec: &MlpSpec, optimizer: &OptimizerSpec) -> Result<Layout, NnError> {
-    spec.validate()?;
-    optimizer.adam.validate()?;
-    let mut groups = vec![Group {
-        name: "torso".into(),
-        learning_rate: optimizer.adam.learning_rate,
-        steps: 0,
-    }];
-    let mut layers = Vec::new();
+/// Parameters (per layer weight `[in, out]` then bias; torso, then heads, then scalars), groups
+/// and PyTorch-default initial values of an MLP, drawn layer by layer from `rng`.
+pub(crate) fn layout(
+    spec: &MlpSpec,
+    optimizer: &OptimizerSpec,
+    rng: &mut dyn rand::RngCore,
+) -> Result<Layout, NnError> {
+    let mut groups = groups(&spec.heads, &spec.scalars, optimizer);
+    apply_learning_rates(&mut groups, optimizer)?;
     let mut meta = Vec::new();
+    let mut values = Vec::new();
+    let mut layer = |name: String, fan_in: usize, fan_out: usize, group: usize| {
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let dist = Uniform::new(-bound, bound);
+        meta.push(ParamMeta {
+            name: format!("{name}.weight"),
+            shape: vec![fan_in, fan_out],
+            group,
+        });
+        values.push((0..fan_in * fan_out).map(|_| dist.sample(rng)).collect());
+        meta.push(ParamMeta {
+            name: format!("{name}.bias"),
+            shape: vec![fan_out],
+            group,
+        });
+        values.push((0..fan_out).map(|_| dist.sample(rng)).collect());
+        (meta.len() - 2, meta.len() - 1)
+    };
     let mut fan_in = spec.input_dim;
+    let mut torso = Vec::new();
     for (i, &width) in spec.hidden_dims.iter().enumerate() {
-        layers.push((fan_in, width));
-        meta.push(ParamMeta {
-            name: format!("torso.{i}.weight"),
-            shape: vec![fan_in, width],
-            group: 0,
-        });
-        meta.push(ParamMeta {
-            name: format!("torso.{i}.bias"),
-            shape: vec![width],
-            group: 0,
-        });
+        torso.push(layer(format!("torso.{i}"), fan_in, width, 0));
         fan_in = width;
     }
-    for h in &spec.heads {
-        let group = groups.len();
-        groups.push(Group {
-            name: format!("head:{}", h.name),
-            learning_rate: optimizer.adam.learning_rate,
-            steps: 0,
-        });
-        layers.push((fan_in, h.dim));
-        meta.push(ParamMeta {
-            name: format!("head.{}.weight", h.name),
-            shape: vec![fan_in, h.dim],
-            group,
-        });
-        meta.push(ParamMeta {
-            name: format!("head.{}.bias", h.name),
-            shape: vec![h.dim],
-            group,
-        });
-    }
-    for s in &spec.scalars {
-        let group = groups.len();
-        groups.push(Group {
-            name: format!("scalar:{}", s.name),
-            learning_rate: optimizer.adam.learning_rate,
-            steps: 0,
-        });
-        meta.push(ParamMeta {
-            name: format!("scalar.{}", s.name),
-            shape: vec![1],
-            group,
-        });
-    }
-    for (name, lr) in &optimizer.group_learning_rates {
-        if !(lr.is_finite() && *lr >= 0.0) {
-            return Err(NnError::InvalidSpec(format!(
-                "learning rate of group `{name}` must be finite and >= 0, found {lr}"
-            )));
-        }
-        match groups.iter_mut().find(|g| &g.name == name) {
-            Some(g) => g.learning_rate = *lr,
-            None => {
-                return Err(NnError::UnknownGroup {
-                    name: name.clone(),
-                    valid: groups.iter().map(|g| g.name.clone()).collect(),
-                });
-            }
-        }
-    }
-    Ok(Layout {
-        layers,
+    let heads = spec
+        .heads
+        .iter()
+        .enumerate()
+        .map(|(j, h)| layer(format!("head.{}", h.name), fan_in, h.dim, 1 + j))
+        .collect();
+    let mut layout = Layout {
         meta,
         groups,
-    })
+        values,
+        arch: Arch::Mlp(MlpArch { torso, heads }),
+    };
+    push_scalars(&mut layout, spec.heads.len(), &spec.scalars);
+    Ok(layout)
 }
 
-impl<D: NetDevice> MlpBackend<D> {
-    /// Builds the backend from a validated layout and initial host values.
-    pub(crate) fn new(
-        dev: D,
-        device: Device,
-        spec: &MlpSpec,
-        adam: &crate::AdamConfig,
-        layout: Layout,
-        host_values: Vec<Vec<f32>>,
-    ) -> Result<Self, NnError> {
-        let Layout {
-            layers,
-            meta,
-            groups,
-        } = layout;
-        let num_net = 2 * layers.len();
-        let store = ParamStore::new(dev.clone(), meta, host_values, groups, adam.clone())?;
-        let mut backend = Self {
-            dev,
-            device,
-            head_dims: spec.head_dims(),
-            num_torso: spec.hidden_dims.len(),
-            spec: spec.clone(),
-            layers,
-            num_net,
-            store,
-            scalar_cache: Vec::new(),
-            pending: None,
-        };
-        backend.refresh_scalars();
-        Ok(backend)
-    }
-
-    fn refresh_scalars(&mut self) {
-        self.scalar_cache.clear();
-        for k in self.num_net..self.store.num_values() {
-            let v = self.store.host_value(k);
-            self.scalar_cache.push(v.first().copied().unwrap_or(0.0));
-        }
-    }
-
-    fn discard_pending(&mut self) {
-        if let Some(p) = self.pending.take() {
-            graph_slot::discard(p.token);
-        }
-    }
-
-    fn check_input(&self, input: &[f32], rows: usize) -> Result<(), NnError> {
-        let expected = rows.checked_mul(self.spec.input_dim);
-        if expected != Some(input.len()) {
-            return Err(NnError::Shape {
-                what: "input".into(),
-                expected: format!(
-                    "rows * input_dim = {rows} * {} = {} values",
-                    self.spec.input_dim,
-                    expected.map_or_else(|| "overflow".to_string(), |e| e.to_string())
-                ),
-                found: format!("{} values", input.len()),
-            });
-        }
-        Ok(())
-    }
-
-    fn input_tensor(&self, input: &[f32], rows: usize) -> Result<Matrix<D>, NnError> {
-        self.dev
-            .try_tensor_from_vec(input.to_vec(), (rows, self.spec.input_dim))
-            .map_err(backend_err)
-    }
-
-    /// `x @ W_l + b_l` for layer `l`, on any tape.
-    fn linear<T>(&self, x: Matrix<D, T>, l: usize, rows: usize) -> Result<Matrix<D, T>, D::Err>
-    where
-        T: Tape<f32, D> + Merge<NoneTape>,
-    {
-        let (fan_in, fan_out) = self.layers[l];
-        // Contiguous reshape: same buffer and tensor id, so gradients land on the flat tensor.
-        let w = self
-            .store
-            .value(2 * l)
-            .clone()
-            .try_reshape_like(&(fan_in, fan_out))?;
-        let b = self
-            .store
-            .value(2 * l + 1)
-            .clone()
-            .try_broadcast_like::<(usize, usize), Axis<0>>(&(rows, fan_out))?;
-        x.try_matmul(w)?.try_add(b)
-    }
-
-    /// The network on any tape: torso, then every head on the shared torso output.
-    ///
-    /// With a real tape, the torso output's tape is split off once: the first head gets it, the
-    /// others start empty tapes on the same tensor (same id). Merging the head tapes in the
-    /// surrogate loss puts every backward op on one tape; dfdx runs them in reverse creation
-    /// order, so all head contributions to the torso-output gradient are summed before the
-    /// torso's own backward ops run.
-    fn run<T>(&self, x: Matrix<D, T>, rows: usize) -> Result<Vec<Matrix<D, T>>, D::Err>
+impl MlpArch {
+    /// Torso, then every head on the shared torso output.
+    pub(crate) fn run<D: NetDevice, T>(
+        &self,
+        store: &ParamStore<D>,
+        x: Matrix<D, T>,
+        rows: usize,
+    ) -> Result<Vec<Matrix<D, T>>, D::Err>
     where
         T: Tape<f32, D> + Merge<NoneTape>,
     {
         let mut h = x;
-        for l in 0..self.num_torso {
-            h = self.linear(h, l, rows)?.try_relu()?;
+        for &layer in &self.torso {
+            h = linear(store, h, layer, rows)?.try_relu()?;
         }
-        let (h, tape) = h.split_tape();
-        let mut tape = Some(tape);
-        let mut heads = Vec::with_capacity(self.head_dims.len());
-        for j in 0..self.head_dims.len() {
-            let input = match tape.take() {
-                Some(t) => h.clone().put_tape(t),
-                None => h.retaped::<T>(),
-            };
-            heads.push(self.linear(input, self.num_torso + j, rows)?);
-        }
-        Ok(heads)
-    }
-
-    /// Records the taped forward of `x`.
-    fn record(&self, x: Matrix<D>, rows: usize) -> Result<Graph<D>, D::Err> {
-        let mut grads = Gradients::leaky();
-        // Allocate every network parameter's gradient up front so that `get` always finds it.
-        for k in 0..self.num_net {
-            grads.try_alloc_for(self.store.value(k))?;
-        }
-        let heads = self.run(x.traced(grads), rows)?;
-        Ok(Graph { heads })
-    }
-
-    fn copy_heads<T>(heads: &[Matrix<D, T>], out: &mut Outputs) {
-        for (j, t) in heads.iter().enumerate() {
-            t.copy_into(out.head_mut(j));
-        }
-    }
-
-    fn check_head_grads(&self, head_grads: &Outputs, rows: usize) -> Result<(), NnError> {
-        let found_dims: Vec<usize> = (0..head_grads.num_heads())
-            .map(|j| head_grads.dim(j))
-            .collect();
-        if head_grads.rows() != rows || found_dims != self.head_dims {
-            return Err(NnError::Shape {
-                what: "head gradients".into(),
-                expected: format!(
-                    "{rows} rows with head dims {:?} (as returned by forward_train)",
-                    self.head_dims
-                ),
-                found: format!("{} rows with head dims {:?}", head_grads.rows(), found_dims),
-            });
-        }
-        Ok(())
-    }
-
-    /// Surrogate-gradient backprop of one batch; returns one gradient per network parameter.
-    fn network_grads(
-        &self,
-        pending: &PendingForward<D>,
-        head_grads: &Outputs,
-    ) -> Result<Vec<Flat<D>>, NnError> {
-        let rows = pending.rows;
-        if rows == 0 {
-            return (0..self.num_net)
-                .map(|k| {
-                    self.dev
-                        .try_zeros_like(self.store.value(k))
-                        .map_err(backend_err)
-                })
-                .collect();
-        }
-        let parked = graph_slot::take(pending.token).and_then(|g| g.downcast::<Graph<D>>().ok());
-        let graph = match parked {
-            Some(g) => *g,
-            None => {
-                let x = pending.input.clone().ok_or(NnError::NoPendingForward)?;
-                self.record(x, rows).map_err(backend_err)?
-            }
-        };
-        // Surrogate: sum_h sum(out_h * grad_h). Its gradient w.r.t. out_h is grad_h, so its
-        // parameter gradients are the loss's.
-        let mut total: Option<Tensor<Rank0, f32, D, Taped<D>>> = None;
-        for (j, out) in graph.heads.into_iter().enumerate() {
-            let g: Matrix<D> = self
-                .dev
-                .try_tensor_from_vec(head_grads.head(j).to_vec(), (rows, self.head_dims[j]))
-                .map_err(backend_err)?;
-            let s = out
-                .try_mul(g)
-                .and_then(|p| p.try_sum::<Rank0, _>())
-                .map_err(backend_err)?;
-            total = Some(match total {
-                None => s,
-                Some(t) => t.try_add(s).map_err(backend_err)?,
-            });
-        }
-        let total = total.ok_or_else(|| NnError::Backend("model has no heads".into()))?;
-        let grads = total.try_backward().map_err(backend_err)?;
-        Ok((0..self.num_net)
-            .map(|k| grads.get(self.store.value(k)))
-            .collect())
-    }
-}
-
-impl<D: NetDevice> Backend for MlpBackend<D> {
-    fn spec(&self) -> &MlpSpec {
-        &self.spec
-    }
-
-    fn device(&self) -> Device {
-        self.device
-    }
-
-    fn head_dims(&self) -> &[usize] {
-        &self.head_dims
-    }
-
-    fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError> {
-        self.check_input(input, rows)?;
-        out.resize(rows, &self.head_dims);
-        if rows == 0 {
-            return Ok(());
-        }
-        let x = self.input_tensor(input, rows)?;
-        let heads = self.run::<NoneTape>(x, rows).map_err(backend_err)?;
-        Self::copy_heads(&heads, out);
-        Ok(())
-    }
-
-    fn forward_train(
-        &mut self,
-        input: &[f32],
-        rows: usize,
-        out: &mut Outputs,
-    ) -> Result<(), NnError> {
-        self.check_input(input, rows)?;
-        self.discard_pending();
-        out.resize(rows, &self.head_dims);
-        let token = graph_slot::new_token();
-        let mut saved = None;
-        if rows > 0 {
-            let x = self.input_tensor(input, rows)?;
-            let graph = self.record(x.clone(), rows).map_err(backend_err)?;
-            Self::copy_heads(&graph.heads, out);
-            graph_slot::put(token, Box::new(graph));
-            saved = Some(x);
-        }
-        self.pending = Some(PendingForward {
-            token,
-            rows,
-            input: saved,
-        });
-        Ok(())
-    }
-
-    fn backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError> {
-        let rows = match &self.pending {
-            Some(p) => p.rows,
-            None => return Err(NnError::NoPendingForward),
-        };
-        self.check_head_grads(head_grads, rows)?;
-        if scalar_grads.len() != self.scalar_cache.len() {
-            return Err(NnError::Shape {
-                what: "scalar gradients".into(),
-                expected: format!("{} values (one per scalar)", self.scalar_cache.len()),
-                found: format!("{} values", scalar_grads.len()),
-            });
-        }
-        let Some(pending) = self.pending.take() else {
-            return Err(NnError::NoPendingForward);
-        };
-        let mut grads = self.network_grads(&pending, head_grads)?;
-        for &g in scalar_grads {
-            grads.push(
-                self.dev
-                    .try_tensor_from_vec(vec![g], (1,))
-                    .map_err(backend_err)?,
-            );
-        }
-        self.store.accumulate(grads)
-    }
-
-    fn step(&mut self) -> Result<f32, NnError> {
-        self.discard_pending();
-        let norm = self.store.step();
-        self.refresh_scalars();
-        norm
-    }
-
-    fn scalars(&self) -> &[f32] {
-        &self.scalar_cache
-    }
-
-    fn set_scalar(&mut self, i: usize, value: f32) {
-        assert!(
-            i < self.scalar_cache.len(),
-            "scalar index {i} out of range: the model has {} scalars",
-            self.scalar_cache.len()
-        );
-        self.store.set_host_value(self.num_net + i, &[value]);
-        self.scalar_cache[i] = value;
-    }
-
-    fn param_meta(&self) -> &[ParamMeta] {
-        self.store.meta()
-    }
-
-    fn parameters(&self) -> Vec<NamedTensor> {
-        self.store.to_named()
-    }
-
-    fn set_parameters(&mut self, params: &[NamedTensor]) -> Result<(), NnError> {
-        self.store.set_named(params)?;
-        self.discard_pending();
-        self.refresh_scalars();
-        Ok(())
-    }
-
-    fn gradients(&self) -> Vec<NamedTensor> {
-        self.store.gradients_named()
-    }
-
-    fn optimizer_state(&self) -> OptimizerState {
-        self.store.optimizer_state()
-    }
-
-    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), NnError> {
-        self.store.set_optimizer_state(state)
-    }
-
-    fn clone_fresh(&self) -> Result<Box<dyn Backend>, NnError> {
-        let mut clone = Self {
-            dev: self.dev.clone(),
-            device: self.device,
-            spec: self.spec.clone(),
-            head_dims: self.head_dims.clone(),
-            layers: self.layers.clone(),
-            num_torso: self.num_torso,
-            num_net: self.num_net,
-            store: self.store.clone_fresh()?,
-            scalar_cache: Vec::new(),
-            pending: None,
-        };
-        clone.refresh_scalars();
-        Ok(Box::new(clone))
-    }
-
-    fn copy_from(&mut self, source: &dyn Backend) -> Result<(), NnError> {
-        match source.as_any().downcast_ref::<Self>() {
-            Some(src) => self.store.copy_values_from(&src.store)?,
-            None => {
-                check_same_meta(self.store.meta(), source.param_meta())?;
-                self.store.set_named(&source.parameters())?;
-            }
-        }
-        self.discard_pending();
-        self.refresh_scalars();
-        Ok(())
-    }
-
-    fn polyak_from(&mut self, source: &dyn Backend, tau: f32) -> Result<(), NnError> {
-        if !(0.0..=1.0).contains(&tau) {
-            return Err(NnError::InvalidArgument(format!(
-                "polyak tau must be in [0, 1], found {tau}"
-            )));
-        }
-        match source.as_any().downcast_ref::<Self>() {
-            Some(src) => self.store.polyak_from(&src.store, tau)?,
-            None => {
-                // Different backend type (e.g. another device): average on the host.
-                check_same_meta(self.store.meta(), source.param_meta())?;
-                let src = source.parameters();
-                for (k, s) in src.iter().enumerate() {
-                    let mut mine = self.store.host_value(k);
-                    for (a, b) in mine.iter_mut().zip(&s.data) {
-                        *a = (1.0 - tau) * *a + tau * b;
-                    }
-                    self.store.set_host_value(k, &mine);
-                }
-            }
-        }
-        self.discard_pending();
-        self.refresh_scalars();
-        Ok(())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
+        let mut h = Shared::new(h);
+        self.heads
+            .iter()
+            .map(|&layer| linear(store, h.take(), layer, rows))
+            .collect()
     }
 }

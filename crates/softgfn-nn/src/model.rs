@@ -5,17 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use rand::distributions::{Distribution, Uniform};
-
-use crate::mlp::{MlpBackend, layout};
+use crate::backend::NetBackend;
 use crate::params::ParamMeta;
-use crate::{Device, MlpSpec, NamedTensor, NnError, OptimizerSpec, OptimizerState, Outputs};
+use crate::{
+    Device, MlpSpec, NamedTensor, NetSpec, NnError, OptimizerSpec, OptimizerState, Outputs,
+    TransformerSpec,
+};
 
 /// What a network implementation offers; one implementation per (architecture, device type).
 ///
 /// This is object safe and non-generic so that [`Model`] can hide the dfdx device type.
 pub(crate) trait Backend: Send + Sync + fmt::Debug {
-    fn spec(&self) -> &MlpSpec;
+    fn spec(&self) -> &NetSpec;
     fn device(&self) -> Device;
     fn head_dims(&self) -> &[usize];
     fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError>;
@@ -24,6 +25,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         input: &[f32],
         rows: usize,
         out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
     ) -> Result<(), NnError>;
     fn backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError>;
     fn step(&mut self) -> Result<f32, NnError>;
@@ -41,7 +43,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// A trainable network (today: an [`MlpSpec`] MLP) with its Adam optimizer.
+/// A trainable network (an [`MlpSpec`] MLP or a [`TransformerSpec`] transformer) with its Adam
+/// optimizer.
 ///
 /// The tensor framework and device are hidden inside; the API speaks host `f32` slices.
 /// A training iteration is [`forward_train`](Model::forward_train) → host-side loss and its
@@ -71,41 +74,53 @@ impl Model {
         device: Device,
         rng: &mut dyn rand::RngCore,
     ) -> Result<Model, NnError> {
-        let layout = layout(spec, optimizer)?;
-        device.check_available()?;
-        let mut values = Vec::with_capacity(layout.meta.len());
-        for &(fan_in, fan_out) in &layout.layers {
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let dist = Uniform::new(-bound, bound);
-            values.push((0..fan_in * fan_out).map(|_| dist.sample(rng)).collect());
-            values.push((0..fan_out).map(|_| dist.sample(rng)).collect());
-        }
-        for s in &spec.scalars {
-            values.push(vec![s.init]);
-        }
-        let backend: Box<dyn Backend> = match device {
-            Device::Cpu => {
-                let dev = dfdx::tensor::Cpu::default();
-                Box::new(MlpBackend::new(
-                    dev,
-                    device,
-                    spec,
-                    &optimizer.adam,
-                    layout,
-                    values,
-                )?)
-            }
-            Device::Cuda(_) => {
-                // `check_available` already refused; kept for exhaustiveness.
-                device.check_available()?;
-                return Err(NnError::Backend("cuda backend missing".into()));
-            }
+        Self::new(&NetSpec::Mlp(spec.clone()), optimizer, device, rng)
+    }
+
+    /// Builds a transformer encoder (see [`TransformerSpec`] for the architecture) with
+    /// PyTorch-default initialization drawn from `rng`: linear layers uniform in
+    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in))`, attention projections Xavier-uniform with zero biases
+    /// (the output projection keeps the linear default for its weight and a zero bias), the token
+    /// embedding N(0, 1), LayerNorm weight 1 and bias 0. The same seed gives bitwise the same
+    /// parameters.
+    ///
+    /// # Errors
+    /// As [`Model::mlp`].
+    pub fn transformer(
+        spec: &TransformerSpec,
+        optimizer: &OptimizerSpec,
+        device: Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Model, NnError> {
+        Self::new(&NetSpec::Transformer(spec.clone()), optimizer, device, rng)
+    }
+
+    /// Builds any architecture ([`Model::mlp`], [`Model::transformer`]).
+    ///
+    /// # Errors
+    /// As [`Model::mlp`].
+    pub fn new(
+        spec: &NetSpec,
+        optimizer: &OptimizerSpec,
+        device: Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Model, NnError> {
+        spec.validate()?;
+        optimizer.adam.validate()?;
+        let layout = match spec {
+            NetSpec::Mlp(s) => crate::mlp::layout(s, optimizer, rng)?,
+            NetSpec::Transformer(s) => crate::transformer::layout(s, optimizer, rng)?,
         };
+        device.check_available()?;
+        let backend = crate::device::with_device!(device, dev => {
+            Box::new(NetBackend::new(dev, device, spec, &optimizer.adam, layout)?)
+                as Box<dyn Backend>
+        });
         Ok(Model { backend })
     }
 
     /// The architecture this model was built from.
-    pub fn spec(&self) -> &MlpSpec {
+    pub fn spec(&self) -> &NetSpec {
         self.backend.spec()
     }
 
@@ -132,7 +147,8 @@ impl Model {
     /// by [`backward`](Model::backward). A new `forward_train` replaces a pending one, and any
     /// parameter update (step, set/copy/Polyak/load) discards it.
     ///
-    /// `rng` is for stochastic layers (dropout) of later architectures; the MLP ignores it.
+    /// `rng` draws the dropout masks of architectures that have dropout (the transformer); the
+    /// MLP does not use it.
     ///
     /// # Errors
     /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
@@ -143,8 +159,7 @@ impl Model {
         out: &mut Outputs,
         rng: &mut dyn rand::RngCore,
     ) -> Result<(), NnError> {
-        let _ = rng;
-        self.backend.forward_train(input, rows, out)
+        self.backend.forward_train(input, rows, out, rng)
     }
 
     /// Backprop of upstream gradients: `head_grads` holds d loss / d output with the shapes of

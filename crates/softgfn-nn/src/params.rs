@@ -16,10 +16,11 @@ use dfdx::tensor_ops::{Device as DfdxDevice, SumTo, TryAdd, TryDiv, TryMul};
 use crate::error::backend_err;
 use crate::{AdamConfig, NamedTensor, NnError, OptimizerState};
 
-/// The dfdx devices a model can run on (`Send + Sync` so that `Model` is too).
-pub(crate) trait NetDevice: DfdxDevice<f32> + Send + Sync {}
+/// The dfdx devices a model can run on. (`Model` must be `Send + Sync`; backends state that per
+/// device, since dfdx's `Cuda` device is not `Send` by itself: see `device.rs`.)
+pub(crate) trait NetDevice: DfdxDevice<f32> {}
 
-impl<D: DfdxDevice<f32> + Send + Sync> NetDevice for D {}
+impl<D: DfdxDevice<f32>> NetDevice for D {}
 
 /// A flat parameter tensor.
 pub(crate) type Flat<D> = Tensor<(usize,), f32, D>;

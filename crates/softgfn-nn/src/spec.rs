@@ -2,22 +2,58 @@
 
 use crate::NnError;
 
-/// One output head: a linear layer on top of the shared torso.
+/// What a head's outputs mean, which tells a sequence model how to read them out.
+///
+/// An MLP ignores the role (every head is a linear layer on the torso). A
+/// [`TransformerSpec`] network reads [`HeadRole::Pooled`] heads at token 0 and action heads
+/// with the spec's [`TokenReadout`] for that side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HeadRole {
+    /// A state-level output (e.g. `log F(s)`, a dueling value).
+    #[default]
+    Pooled,
+    /// One output per forward action (logits, Q-values).
+    ForwardActions,
+    /// One output per backward action (learned `P_B` logits).
+    BackwardActions,
+}
+
+/// One output head on top of the shared torso.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeadSpec {
-    /// Unique head name; parameters are called `head.<name>.weight` / `head.<name>.bias` and
-    /// the optimizer group `head:<name>`.
+    /// Unique head name; parameters are called `head.<name>.weight` / `head.<name>.bias` (and
+    /// `head.<name>.position.*` / `head.<name>.word.*` for a transformer's token-word readout)
+    /// and the optimizer group `head:<name>`.
     pub name: String,
     /// Number of outputs per row.
     pub dim: usize,
+    /// What the outputs mean.
+    pub role: HeadRole,
 }
 
 impl HeadSpec {
-    /// Convenience constructor.
+    /// A [`HeadRole::Pooled`] head.
     pub fn new(name: impl Into<String>, dim: usize) -> Self {
         Self {
             name: name.into(),
             dim,
+            role: HeadRole::Pooled,
+        }
+    }
+
+    /// A head with one output per forward action.
+    pub fn forward_actions(name: impl Into<String>, dim: usize) -> Self {
+        Self {
+            role: HeadRole::ForwardActions,
+            ..Self::new(name, dim)
+        }
+    }
+
+    /// A head with one output per backward action.
+    pub fn backward_actions(name: impl Into<String>, dim: usize) -> Self {
+        Self {
+            role: HeadRole::BackwardActions,
+            ..Self::new(name, dim)
         }
     }
 }
@@ -84,40 +120,223 @@ impl MlpSpec {
         if let Some(i) = self.hidden_dims.iter().position(|&d| d == 0) {
             return bad(format!("hidden_dims[{i}] must be at least 1, found 0"));
         }
-        if self.heads.is_empty() {
-            return bad("expected at least one head, found none".into());
+        validate_heads(&self.heads, &self.scalars)
+    }
+}
+
+/// Checks head and scalar names and sizes (shared by every architecture).
+fn validate_heads(heads: &[HeadSpec], scalars: &[ScalarSpec]) -> Result<(), NnError> {
+    let bad = |m: String| Err(NnError::InvalidSpec(m));
+    if heads.is_empty() {
+        return bad("expected at least one head, found none".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for h in heads {
+        if h.name.is_empty() {
+            return bad("head names must not be empty".into());
         }
-        let mut seen = std::collections::BTreeSet::new();
+        if h.dim == 0 {
+            return bad(format!(
+                "head `{}` must have dim at least 1, found 0",
+                h.name
+            ));
+        }
+        if !seen.insert(h.name.as_str()) {
+            return bad(format!("head name `{}` is used twice", h.name));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in scalars {
+        if s.name.is_empty() {
+            return bad("scalar names must not be empty".into());
+        }
+        if !s.init.is_finite() {
+            return bad(format!(
+                "scalar `{}` has non-finite init {}",
+                s.name, s.init
+            ));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return bad(format!("scalar name `{}` is used twice", s.name));
+        }
+    }
+    Ok(())
+}
+
+/// How a transformer reads one side's action outputs from its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenReadout {
+    /// Output `token * words + word` = `position_logit[token] + word_logit[token, word]`, with
+    /// the position logits a linear map of token 0's output and the word logits a linear map of
+    /// each token's output (`tokens * words` outputs).
+    TokenWord {
+        /// Values per token.
+        words: usize,
+    },
+    /// Output `token` = a linear map of that token's output (`tokens` outputs).
+    Token,
+}
+
+impl TokenReadout {
+    /// Number of outputs for `tokens` tokens.
+    pub fn dim(&self, tokens: usize) -> usize {
+        match self {
+            TokenReadout::TokenWord { words } => tokens * words,
+            TokenReadout::Token => tokens,
+        }
+    }
+}
+
+/// A bidirectional transformer encoder with token readouts (the bit-sequence policy of the paper).
+///
+/// The input row is `tokens` blocks of `token_features` values; each block is multiplied by a
+/// learned embedding matrix (`embed.weight`, `[token_features, d_model]`, initialized N(0, 1)
+/// like PyTorch's `Embedding`, so a one-hot block selects a learned token embedding; not scaled
+/// by `sqrt(d_model)`), sinusoidal positions are added, then dropout and `layers` post-LN
+/// encoder layers (PyTorch's `TransformerEncoderLayer` defaults: ReLU, LayerNorm eps 1e-5,
+/// dropout on the attention weights, after attention, inside and after the feed-forward).
+/// No attention mask: every token sees every token.
+///
+/// Heads read the final token outputs by role: [`HeadRole::Pooled`] heads are linear maps of
+/// token 0 (the BOS position); [`HeadRole::ForwardActions`] and
+/// [`HeadRole::BackwardActions`] heads use `forward_readout` / `backward_readout`.
+/// Dropout is only active in [`Model::forward_train`](crate::Model::forward_train), drawn from
+/// the caller's RNG; [`Model::forward`](crate::Model::forward) is the evaluation mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerSpec {
+    /// Tokens per input row.
+    pub tokens: usize,
+    /// Features per token (`input_dim = tokens * token_features`).
+    pub token_features: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Number of encoder layers.
+    pub layers: usize,
+    /// Attention heads per layer (must divide `d_model`).
+    pub attention_heads: usize,
+    /// Hidden width of the feed-forward block.
+    pub feedforward: usize,
+    /// Dropout probability in `[0, 1)`.
+    pub dropout: f32,
+    /// Readout of [`HeadRole::ForwardActions`] heads.
+    pub forward_readout: TokenReadout,
+    /// Readout of [`HeadRole::BackwardActions`] heads.
+    pub backward_readout: TokenReadout,
+    /// Output heads, in output order (at least one).
+    pub heads: Vec<HeadSpec>,
+    /// Learned scalars, in order.
+    pub scalars: Vec<ScalarSpec>,
+}
+
+impl TransformerSpec {
+    /// Features per input row.
+    pub fn input_dim(&self) -> usize {
+        self.tokens * self.token_features
+    }
+
+    /// Checks sizes, names and that every action head has its readout's width.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidSpec`] naming the offending field or head.
+    pub fn validate(&self) -> Result<(), NnError> {
+        let bad = |m: String| Err(NnError::InvalidSpec(m));
+        for (name, v) in [
+            ("tokens", self.tokens),
+            ("token_features", self.token_features),
+            ("d_model", self.d_model),
+            ("attention_heads", self.attention_heads),
+            ("feedforward", self.feedforward),
+        ] {
+            if v == 0 {
+                return bad(format!("transformer {name} must be at least 1, found 0"));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.attention_heads) {
+            return bad(format!(
+                "transformer attention_heads ({}) must divide d_model ({})",
+                self.attention_heads, self.d_model
+            ));
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return bad(format!(
+                "transformer dropout must be in [0, 1), found {}",
+                self.dropout
+            ));
+        }
+        for (side, r) in [
+            ("forward", self.forward_readout),
+            ("backward", self.backward_readout),
+        ] {
+            if r == (TokenReadout::TokenWord { words: 0 }) {
+                return bad(format!("transformer {side} readout has 0 words per token"));
+            }
+        }
+        validate_heads(&self.heads, &self.scalars)?;
         for h in &self.heads {
-            if h.name.is_empty() {
-                return bad("head names must not be empty".into());
-            }
-            if h.dim == 0 {
+            let want = match h.role {
+                HeadRole::Pooled => continue,
+                HeadRole::ForwardActions => self.forward_readout.dim(self.tokens),
+                HeadRole::BackwardActions => self.backward_readout.dim(self.tokens),
+            };
+            if h.dim != want {
                 return bad(format!(
-                    "head `{}` must have dim at least 1, found 0",
-                    h.name
+                    "head `{}` ({:?}) must have {want} outputs for {} tokens, found {}",
+                    h.name, h.role, self.tokens, h.dim
                 ));
-            }
-            if !seen.insert(h.name.as_str()) {
-                return bad(format!("head name `{}` is used twice", h.name));
-            }
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for s in &self.scalars {
-            if s.name.is_empty() {
-                return bad("scalar names must not be empty".into());
-            }
-            if !s.init.is_finite() {
-                return bad(format!(
-                    "scalar `{}` has non-finite init {}",
-                    s.name, s.init
-                ));
-            }
-            if !seen.insert(s.name.as_str()) {
-                return bad(format!("scalar name `{}` is used twice", s.name));
             }
         }
         Ok(())
+    }
+}
+
+/// Any network architecture a [`Model`](crate::Model) can be built from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetSpec {
+    /// A multi-layer perceptron.
+    Mlp(MlpSpec),
+    /// A transformer encoder over tokens.
+    Transformer(TransformerSpec),
+}
+
+impl NetSpec {
+    /// Features per input row.
+    pub fn input_dim(&self) -> usize {
+        match self {
+            NetSpec::Mlp(s) => s.input_dim,
+            NetSpec::Transformer(s) => s.input_dim(),
+        }
+    }
+
+    /// The heads, in output order.
+    pub fn heads(&self) -> &[HeadSpec] {
+        match self {
+            NetSpec::Mlp(s) => &s.heads,
+            NetSpec::Transformer(s) => &s.heads,
+        }
+    }
+
+    /// The learned scalars, in order.
+    pub fn scalars(&self) -> &[ScalarSpec] {
+        match self {
+            NetSpec::Mlp(s) => &s.scalars,
+            NetSpec::Transformer(s) => &s.scalars,
+        }
+    }
+
+    /// Head output dims in spec order.
+    pub fn head_dims(&self) -> Vec<usize> {
+        self.heads().iter().map(|h| h.dim).collect()
+    }
+
+    /// Checks the spec.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidSpec`] naming the problem.
+    pub fn validate(&self) -> Result<(), NnError> {
+        match self {
+            NetSpec::Mlp(s) => s.validate(),
+            NetSpec::Transformer(s) => s.validate(),
+        }
     }
 }
 

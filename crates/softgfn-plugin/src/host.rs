@@ -340,6 +340,10 @@ impl Plugin {
 }
 
 /// An environment instance inside a loaded plugin, used through the ABI.
+///
+/// The ABI carries the batched calls only: a plugin environment keeps the defaults of the
+/// optional `Environment::sequence_layout` and `Environment::monitor` (`None`), so runs on it
+/// record no environment-specific metrics such as `modes_found`.
 pub struct PluginEnv {
     plugin: Arc<Plugin>,
     handle: *mut SgEnv,

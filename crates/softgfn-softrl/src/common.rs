@@ -7,6 +7,7 @@ use softgfn_core::soft::soft_reward;
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment, Trajectories};
 use softgfn_nn::Outputs;
 use softgfn_train::algorithm::check;
+use softgfn_train::network::TransformerConfig;
 use softgfn_train::replay::{PerConfig, ReplayBuffer, SampledBatch, Sampling, TransitionRecord};
 use softgfn_train::{Result, TrainError};
 
@@ -387,7 +388,7 @@ pub struct Saved {
 }
 
 /// The fields every soft agent's config shares, for one validation routine.
-pub struct SharedFields {
+pub struct SharedFields<'a> {
     /// L2 weight decay.
     pub weight_decay: f64,
     /// Rollouts per iteration.
@@ -408,6 +409,8 @@ pub struct SharedFields {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Transformer sizes.
+    pub transformer: &'a TransformerConfig,
     /// Initial and final epsilon.
     pub epsilon: (f64, f64),
     /// Sampling temperature.
@@ -419,7 +422,8 @@ pub struct SharedFields {
 }
 
 /// Validates the shared fields; errors name `algo.<field>`, the value and the range.
-pub fn validate_shared(algo: &str, f: &SharedFields) -> Result<()> {
+pub fn validate_shared(algo: &str, f: &SharedFields<'_>) -> Result<()> {
+    f.transformer.validate()?;
     check::non_negative("algo.weight_decay", f.weight_decay)?;
     check::in_range(
         "algo.trajectories_per_iteration",

@@ -20,11 +20,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
-use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
+use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
 use softgfn_train::algorithm::{
     decode_state, encode_state, initial_inputs, model_tensors, restore_model,
 };
+use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig, build_model};
 use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch};
 use softgfn_train::{
     Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
@@ -74,6 +75,8 @@ pub const TARGET_FILE: &str = "target.safetensors";
 /// | `naive_learned_backward` | false | the paper's naive learned P_B (gradient through the target) | |
 /// | `hidden_dim` | 256 | hidden width | >= 1 |
 /// | `hidden_layers` | 2 | hidden layers | >= 1 |
+/// | `network` | `mlp` | `mlp` or `transformer` (Q = the joint token readout) | |
+/// | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | see `softgfn_train::network` | |
 /// | `epsilon` | 0.0 | initial uniform-action probability | [0, 1] |
 /// | `epsilon_final` | 0.0 | final uniform-action probability | [0, 1] |
 /// | `epsilon_horizon` | 62500 | iterations of the epsilon decay | >= 0 |
@@ -134,6 +137,10 @@ pub struct SoftDqnConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Network architecture: `mlp` or `transformer`.
+    pub network: NetworkKind,
+    /// Transformer sizes (used when `network = "transformer"`).
+    pub transformer: TransformerConfig,
     /// Initial epsilon.
     pub epsilon: f64,
     /// Final epsilon.
@@ -173,6 +180,8 @@ impl Default for SoftDqnConfig {
             naive_learned_backward: false,
             hidden_dim: 256,
             hidden_layers: 2,
+            network: NetworkKind::Mlp,
+            transformer: TransformerConfig::default(),
             epsilon: 0.0,
             epsilon_final: 0.0,
             epsilon_horizon: PAPER_HORIZON,
@@ -208,6 +217,7 @@ impl SoftDqnConfig {
                 leaf_coef: self.leaf_coef,
                 hidden_dim: self.hidden_dim,
                 hidden_layers: self.hidden_layers,
+                transformer: &self.transformer,
                 epsilon: (self.epsilon, self.epsilon_final),
                 temperature: self.temperature,
                 backward_policy: self.backward_policy,
@@ -342,26 +352,20 @@ impl SoftDqn {
         let mut heads_spec = Vec::new();
         let heads = if cfg.dueling {
             heads_spec.push(HeadSpec::new("value", 1));
-            heads_spec.push(HeadSpec::new("advantage", na));
+            heads_spec.push(HeadSpec::forward_actions("advantage", na));
             QHeads::Dueling {
                 value: 0,
                 advantage: 1,
             }
         } else {
-            heads_spec.push(HeadSpec::new("q", na));
+            heads_spec.push(HeadSpec::forward_actions("q", na));
             QHeads::Plain { q: 0 }
         };
         let head_backward = if fixed_pb.is_none() {
-            heads_spec.push(HeadSpec::new("backward", nb));
+            heads_spec.push(HeadSpec::backward_actions("backward", nb));
             Some(heads_spec.len() - 1)
         } else {
             None
-        };
-        let mlp = MlpSpec {
-            input_dim: spec.feature_dim,
-            hidden_dims: vec![cfg.hidden_dim; cfg.hidden_layers],
-            heads: heads_spec,
-            scalars: vec![],
         };
         let opt = OptimizerSpec {
             adam: AdamConfig {
@@ -371,7 +375,21 @@ impl SoftDqn {
             },
             group_learning_rates: vec![],
         };
-        let online = Model::mlp(&mlp, &opt, ctx.device, ctx.rng)?;
+        let online = build_model(
+            name,
+            &NetworkChoice {
+                kind: cfg.network,
+                hidden_dim: cfg.hidden_dim,
+                hidden_layers: cfg.hidden_layers,
+                transformer: &cfg.transformer,
+            },
+            ctx.env,
+            heads_spec,
+            vec![],
+            &opt,
+            ctx.device,
+            ctx.rng,
+        )?;
         let target = online.clone_model();
         let shape = ReplayShape {
             state_width: spec.state_width,

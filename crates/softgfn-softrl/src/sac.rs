@@ -18,11 +18,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
-use softgfn_nn::{AdamConfig, HeadSpec, MlpSpec, Model, OptimizerSpec, Outputs};
+use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
 use softgfn_train::algorithm::{
     decode_state, encode_state, initial_inputs, model_tensors, restore_model,
 };
+use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig, build_model};
 use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling};
 use softgfn_train::{
     Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
@@ -60,6 +61,8 @@ const Q2: usize = 2;
 /// | `backward_policy` | `uniform` | fixed P_B; `learned` needs `naive_learned_backward` | |
 /// | `naive_learned_backward` | false | the paper code's learned tied P_B (naive mode) | |
 /// | `hidden_dim`, `hidden_layers` | 256, 2 | shared torso | >= 1 |
+/// | `network` | `mlp` | `mlp` or `transformer` | |
+/// | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | see `softgfn_train::network` | |
 /// | `epsilon`, `epsilon_final`, `epsilon_horizon` | 0, 0, 62500 | uniform-action probability schedule | [0, 1] |
 /// | `temperature` | 1.0 | sampling temperature | > 0 |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,6 +110,10 @@ pub struct SacConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
+    /// Network architecture: `mlp` or `transformer`.
+    pub network: NetworkKind,
+    /// Transformer sizes (used when `network = "transformer"`).
+    pub transformer: TransformerConfig,
     /// Initial epsilon.
     pub epsilon: f64,
     /// Final epsilon.
@@ -141,6 +148,8 @@ impl Default for SacConfig {
             naive_learned_backward: false,
             hidden_dim: 256,
             hidden_layers: 2,
+            network: NetworkKind::Mlp,
+            transformer: TransformerConfig::default(),
             epsilon: 0.0,
             epsilon_final: 0.0,
             epsilon_horizon: PAPER_HORIZON,
@@ -173,6 +182,7 @@ impl AlgorithmConfig for SacConfig {
                 leaf_coef: self.leaf_coef,
                 hidden_dim: self.hidden_dim,
                 hidden_layers: self.hidden_layers,
+                transformer: &self.transformer,
                 epsilon: (self.epsilon, self.epsilon_final),
                 temperature: self.temperature,
                 backward_policy: self.backward_policy,
@@ -224,20 +234,14 @@ impl Sac {
         let (na, nb) = (spec.num_actions, spec.num_backward_actions);
         let fixed_pb = backward_mode("sac", cfg.backward_policy, cfg.naive_learned_backward)?;
         let mut heads = vec![
-            HeadSpec::new("actor", na),
-            HeadSpec::new("q1", na),
-            HeadSpec::new("q2", na),
+            HeadSpec::forward_actions("actor", na),
+            HeadSpec::forward_actions("q1", na),
+            HeadSpec::forward_actions("q2", na),
         ];
         let head_backward = fixed_pb.is_none().then(|| {
-            heads.push(HeadSpec::new("backward", nb));
+            heads.push(HeadSpec::backward_actions("backward", nb));
             heads.len() - 1
         });
-        let mlp = MlpSpec {
-            input_dim: spec.feature_dim,
-            hidden_dims: vec![cfg.hidden_dim; cfg.hidden_layers],
-            heads,
-            scalars: vec![],
-        };
         let opt = OptimizerSpec {
             adam: AdamConfig {
                 learning_rate: cfg.q_learning_rate as f32,
@@ -247,7 +251,21 @@ impl Sac {
             },
             group_learning_rates: vec![("head:actor".to_string(), cfg.policy_learning_rate as f32)],
         };
-        let online = Model::mlp(&mlp, &opt, ctx.device, ctx.rng)?;
+        let online = build_model(
+            "sac",
+            &NetworkChoice {
+                kind: cfg.network,
+                hidden_dim: cfg.hidden_dim,
+                hidden_layers: cfg.hidden_layers,
+                transformer: &cfg.transformer,
+            },
+            ctx.env,
+            heads,
+            vec![],
+            &opt,
+            ctx.device,
+            ctx.rng,
+        )?;
         let target = online.clone_model();
         let buffer = ReplayBuffer::new(
             ReplayShape {

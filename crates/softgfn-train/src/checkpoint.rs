@@ -9,6 +9,12 @@
 //! | `trainer.bin` | counters, timing, every RNG state, the empirical window (postcard) |
 //! | `algo.safetensors` | every tensor of the algorithm: parameters, target networks, Adam moments |
 //! | `algo.bin` | the rest of the algorithm's state: Adam step counts, replay contents and priorities, counters (postcard) |
+//! | `monitor.bin` | only when the environment has a [`softgfn_core::Monitor`]: its cumulative state ([`softgfn_core::Monitor::save`], e.g. which modes were found) |
+//!
+//! `monitor.bin` is optional and listed in the manifest like the other files, so the format
+//! version stayed 1: checkpoints written before environment metrics existed still load (the
+//! trainer refuses to resume them only for an environment that has a monitor, whose cumulative
+//! metrics could not continue), and every other file is unchanged.
 //!
 //! It is written atomically: into `checkpoint.tmp/` (each file fsynced), the previous checkpoint
 //! is renamed to `checkpoint.old/`, the new one into place, and the old one removed; a crash at
@@ -33,6 +39,7 @@ const MANIFEST: &str = "manifest.json";
 const TRAINER: &str = "trainer.bin";
 const ALGO_TENSORS: &str = "algo.safetensors";
 const ALGO_BYTES: &str = "algo.bin";
+const MONITOR: &str = "monitor.bin";
 
 /// The trainer's own state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +105,8 @@ pub struct Checkpoint {
     pub trainer: TrainerState,
     /// The algorithm state.
     pub algo: AlgorithmState,
+    /// The environment monitor's state (`monitor.bin`), when the run had a monitor.
+    pub monitor: Option<Vec<u8>>,
 }
 
 fn err(path: &Path, message: impl Into<String>) -> TrainError {
@@ -107,7 +116,12 @@ fn err(path: &Path, message: impl Into<String>) -> TrainError {
     }
 }
 
-/// Writes a checkpoint of `run_dir` atomically.
+/// Writes a checkpoint of `run_dir` atomically; `monitor` is the environment monitor's state
+/// ([`softgfn_core::Monitor::save`]), if the run has a monitor.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per part of the checkpoint, each named in the module docs"
+)]
 pub fn write(
     run_dir: &Path,
     iteration: u64,
@@ -116,6 +130,7 @@ pub fn write(
     config: &str,
     trainer: &TrainerState,
     algo_state: &AlgorithmState,
+    monitor: Option<&[u8]>,
 ) -> Result<()> {
     let tmp = run_dir.join(format!("{CHECKPOINT_DIR}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -128,22 +143,29 @@ pub fn write(
         .map_err(|e| TrainError::io("cannot read back", &tensor_path, e))?;
     write_atomic(&tmp.join(TRAINER), &trainer_bytes)?;
     write_atomic(&tmp.join(ALGO_BYTES), &algo_state.bytes)?;
+    if let Some(bytes) = monitor {
+        write_atomic(&tmp.join(MONITOR), bytes)?;
+    }
     let entry = |name: &str, bytes: &[u8]| FileEntry {
         name: name.into(),
         len: bytes.len() as u64,
         crc32: crc32fast::hash(bytes),
     };
+    let mut files = vec![
+        entry(TRAINER, &trainer_bytes),
+        entry(ALGO_TENSORS, &tensor_bytes),
+        entry(ALGO_BYTES, &algo_state.bytes),
+    ];
+    if let Some(bytes) = monitor {
+        files.push(entry(MONITOR, bytes));
+    }
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         iteration,
         env: env.into(),
         algo: algo.into(),
         config: config.into(),
-        files: vec![
-            entry(TRAINER, &trainer_bytes),
-            entry(ALGO_TENSORS, &tensor_bytes),
-            entry(ALGO_BYTES, &algo_state.bytes),
-        ],
+        files,
     };
     let text = serde_json::to_string_pretty(&manifest)
         .map_err(|e| err(&tmp, format!("cannot encode the manifest: {e}")))?;
@@ -220,6 +242,7 @@ fn read_dir(dir: &Path) -> Result<Checkpoint> {
             tensors,
             bytes: get(ALGO_BYTES)?.clone(),
         },
+        monitor: files.get(MONITOR).cloned(),
     })
 }
 

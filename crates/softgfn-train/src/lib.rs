@@ -18,6 +18,7 @@ pub mod algorithm;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod network;
 pub mod objective;
 pub mod record;
 pub mod replay;

@@ -5,6 +5,7 @@
 //! killed run keeps every record already written; whole files are written atomically (temporary
 //! file, fsync, rename).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,13 @@ use crate::error::{Result, TrainError};
 ///
 /// Fields that do not apply (exact metrics of a non-enumerable environment, the loss before the
 /// first update) are `null` in JSON and empty in CSV.
+///
+/// The environment's own metrics ([`softgfn_core::Monitor`], e.g. bitseq's `modes_found` and
+/// `spearman`) are in [`EvalRecord::env_metrics`], written as extra keys of the same JSON object
+/// (`{"iteration": 100, ..., "modes_found": 12, "spearman": 0.41}`) and extra CSV columns after
+/// [`CSV_COLUMNS`]. Reading a record, every key that is not a field is taken as an environment
+/// metric when its value is a number or `null` (other values are ignored), so records written
+/// before environment metrics existed still parse.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     /// Iterations completed.
@@ -45,6 +53,53 @@ pub struct EvalRecord {
     pub emp_kl: Option<f64>,
     /// Median milliseconds per training iteration over the iterations since the previous record.
     pub ms_per_iteration: Option<f64>,
+    /// The environment's own metrics by name (none for most environments); `None` (JSON `null`)
+    /// for a value that is not finite, such as the Spearman correlation of a constant estimate.
+    #[serde(
+        flatten,
+        serialize_with = "integers_as_integers",
+        deserialize_with = "numbers_only"
+    )]
+    pub env_metrics: BTreeMap<String, Option<f64>>,
+}
+
+/// Writes the environment metrics, whole numbers as JSON integers (`"modes_found": 12`).
+fn integers_as_integers<S>(
+    metrics: &BTreeMap<String, Option<f64>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    /// Largest magnitude below which every whole `f64` is exact as an `i64`.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    struct Value(Option<f64>);
+    impl Serialize for Value {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self.0 {
+                Some(x) if x.fract() == 0.0 && x.abs() < EXACT => s.serialize_i64(x as i64),
+                Some(x) => s.serialize_f64(x),
+                None => s.serialize_none(),
+            }
+        }
+    }
+    s.collect_map(metrics.iter().map(|(k, v)| (k, Value(*v))))
+}
+
+/// The extra keys of a record: numbers and `null`s, other values dropped.
+fn numbers_only<'de, D>(d: D) -> std::result::Result<BTreeMap<String, Option<f64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let all = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Null => Some((k, None)),
+            serde_json::Value::Number(n) => n.as_f64().map(|x| (k, Some(x))),
+            _ => None,
+        })
+        .collect())
 }
 
 /// CSV header, in field order.
@@ -64,10 +119,52 @@ pub const CSV_COLUMNS: &[&str] = &[
     "ms_per_iteration",
 ];
 
+/// The CSV header line (no newline): [`CSV_COLUMNS`] then the environment metric columns
+/// `extra`.
+pub fn csv_header(extra: &[String]) -> String {
+    CSV_COLUMNS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl EvalRecord {
-    /// The CSV row (no newline).
+    /// The value of a metric column by name: a field of the record (`exact_l1`, `loss`, ...; the
+    /// integer columns as `f64`) or an environment metric (`modes_found`); `None` when absent or
+    /// `null`.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        match name {
+            "iteration" => Some(self.iteration as f64),
+            "trajectories" => Some(self.trajectories as f64),
+            "wall_seconds" => Some(self.wall_seconds),
+            "loss" => self.loss,
+            "log_z_learned" => self.log_z_learned,
+            "log_z_true" => self.log_z_true,
+            "exact_l1" => self.exact_l1,
+            "exact_tv" => self.exact_tv,
+            "exact_kl" => self.exact_kl,
+            "exact_jsd" => self.exact_jsd,
+            "emp_l1_mean" => self.emp_l1_mean,
+            "emp_kl" => self.emp_kl,
+            "ms_per_iteration" => self.ms_per_iteration,
+            other => self.env_metrics.get(other).copied().flatten(),
+        }
+    }
+
+    /// The CSV row of the [`CSV_COLUMNS`] (no newline).
     pub fn csv_row(&self) -> String {
+        self.csv_row_with(&[])
+    }
+
+    /// The CSV row of the [`CSV_COLUMNS`] then the environment metrics `extra` (empty cells for
+    /// those this record lacks), matching [`csv_header`]`(extra)` (no newline).
+    pub fn csv_row_with(&self, extra: &[String]) -> String {
         let o = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        let extra_cells = extra
+            .iter()
+            .map(|name| o(self.env_metrics.get(name).copied().flatten()));
         [
             self.iteration.to_string(),
             self.trajectories.to_string(),
@@ -83,7 +180,15 @@ impl EvalRecord {
             o(self.emp_kl),
             o(self.ms_per_iteration),
         ]
+        .into_iter()
+        .chain(extra_cells)
+        .collect::<Vec<_>>()
         .join(",")
+    }
+
+    /// The names of the environment metric columns of this record (sorted).
+    pub fn env_metric_names(&self) -> Vec<String> {
+        self.env_metrics.keys().cloned().collect()
     }
 }
 
@@ -118,11 +223,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// A run directory with its metrics files open for appending.
+///
+/// The CSV header is written with the first record, so that it can name the environment metric
+/// columns of that record (after the [`CSV_COLUMNS`]); later records fill the same columns.
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
     jsonl: File,
     csv: File,
+    /// The environment metric columns of the CSV, once its header is written.
+    csv_extra: Option<Vec<String>>,
 }
 
 /// Name of the resolved config file in a run directory.
@@ -159,14 +269,12 @@ impl RunDir {
                 .map_err(|e| TrainError::io("cannot open for writing", p, e))
         };
         let jsonl = open(&jsonl_path)?;
-        let csv_path = path.join(METRICS_CSV_FILE);
-        let mut csv = open(&csv_path)?;
-        writeln!(csv, "{}", CSV_COLUMNS.join(","))
-            .map_err(|e| TrainError::io("cannot write", &csv_path, e))?;
+        let csv = open(&path.join(METRICS_CSV_FILE))?;
         Ok(Self {
             path: path.to_path_buf(),
             jsonl,
             csv,
+            csv_extra: None,
         })
     }
 
@@ -180,7 +288,12 @@ impl RunDir {
             .filter(|r| r.iteration <= iteration)
             .collect();
         let mut jsonl_text = String::new();
-        let mut csv_text = format!("{}\n", CSV_COLUMNS.join(","));
+        let csv_extra = kept.first().map(EvalRecord::env_metric_names);
+        let mut csv_text = match &csv_extra {
+            Some(extra) => format!("{}\n", csv_header(extra)),
+            None => String::new(),
+        };
+        let extra = csv_extra.clone().unwrap_or_default();
         for r in &kept {
             let line = serde_json::to_string(r).map_err(|e| TrainError::Config {
                 section: None,
@@ -188,7 +301,7 @@ impl RunDir {
             })?;
             jsonl_text.push_str(&line);
             jsonl_text.push('\n');
-            csv_text.push_str(&r.csv_row());
+            csv_text.push_str(&r.csv_row_with(&extra));
             csv_text.push('\n');
         }
         write_atomic(&jsonl_path, jsonl_text.as_bytes())?;
@@ -204,6 +317,7 @@ impl RunDir {
             path: path.to_path_buf(),
             jsonl: open(&jsonl_path)?,
             csv: open(&csv_path)?,
+            csv_extra,
         })
     }
 
@@ -230,7 +344,18 @@ impl RecordSink for RunDir {
             .write_all(line.as_bytes())
             .and_then(|()| self.jsonl.sync_data())
             .map_err(|e| TrainError::io("cannot append to", &p, e))?;
-        let row = format!("{}\n", record.csv_row());
+        let mut row = String::new();
+        let extra = match &self.csv_extra {
+            Some(extra) => extra,
+            None => {
+                let extra = record.env_metric_names();
+                row.push_str(&csv_header(&extra));
+                row.push('\n');
+                self.csv_extra.insert(extra)
+            }
+        };
+        row.push_str(&record.csv_row_with(extra));
+        row.push('\n');
         let p = self.path.join(METRICS_CSV_FILE);
         self.csv
             .write_all(row.as_bytes())

@@ -7,6 +7,12 @@
 //! enumerable, and the paper's empirical metrics over the last `eval.empirical_window` training
 //! samples.
 //!
+//! When the environment has a [`Monitor`] ([`Environment::monitor`]), the trainer feeds it the
+//! terminal states of every iteration and, at every evaluation, asks it for its metrics with the
+//! current policy (evaluation mode, no exploration) as `log P_F`; they go into
+//! [`EvalRecord::env_metrics`] (bitseq: `modes_found`, `spearman`). Feeding and evaluating the
+//! monitor do not count as training time, and its state is part of every checkpoint.
+//!
 //! Randomness comes from independent streams of the run seed (initialisation, sampling,
 //! algorithm), so the same config and seed give the same numbers.
 
@@ -16,13 +22,13 @@ use softgfn_core::exact::{StateGraph, Target};
 use softgfn_core::math::masked_log_softmax;
 use softgfn_core::metrics::{EmpiricalWindow, ExactDistances};
 use softgfn_core::rng::{Stream, stream};
-use softgfn_core::{Environment, Rng, Trajectories};
+use softgfn_core::{CoreError, Environment, Monitor, Rng, StateValue, Trajectories};
 use softgfn_nn::Device;
 
 use crate::algorithm::{Algorithm, BuildContext, UpdateContext};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
-use crate::record::{EvalRecord, RecordSink};
+use crate::record::{CSV_COLUMNS, EvalRecord, RecordSink};
 use crate::sampler::{ForwardPolicy, Sampler};
 
 /// Receives progress events (the CLI renders a progress bar from them).
@@ -86,6 +92,114 @@ pub fn policy_terminal_distribution(
     Ok(graph.terminal_distribution(&log_pf)?)
 }
 
+/// Rows per policy call of [`PolicyLogPf`]: features plus logits of one chunk stay below 2^24
+/// floats (64 MiB), and at most 4096 rows.
+fn policy_chunk_rows(feature_dim: usize, num_actions: usize) -> usize {
+    ((1usize << 24) / (feature_dim + num_actions).max(1)).clamp(1, 4096)
+}
+
+/// `log P_F(action | state)` of a policy (evaluation mode) for batches of `(state, action)`
+/// pairs: the [`softgfn_core::LogPf`] that monitors evaluate. Buffers are kept between calls.
+#[derive(Debug, Default)]
+pub struct PolicyLogPf {
+    feats: Vec<f32>,
+    logits: Vec<f32>,
+    masks: Vec<bool>,
+    row: Vec<f64>,
+}
+
+impl PolicyLogPf {
+    /// Empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `log P_F(actions[r] | states[r])` into `out[r]`: the policy's logits, masked by
+    /// the environment's forward masks, through a log-softmax; `-inf` for an action that is not
+    /// valid in its state. Rows go to the policy in chunks of at most 4096.
+    ///
+    /// # Errors
+    /// Mismatching buffer lengths, an action outside `0..num_actions`, or an error of the
+    /// environment or the policy.
+    pub fn log_pf(
+        &mut self,
+        env: &dyn Environment,
+        policy: &mut dyn ForwardPolicy,
+        states: &[StateValue],
+        actions: &[u32],
+        out: &mut [f64],
+    ) -> Result<()> {
+        let spec = env.spec();
+        let rows = spec.rows_of("states of log_pf", states)?;
+        spec.check_len("actions of log_pf", rows, 1, actions.len())?;
+        spec.check_len("log_pf output", rows, 1, out.len())?;
+        let (w, na, fd) = (spec.state_width, spec.num_actions, spec.feature_dim);
+        if let Some(r) = actions.iter().position(|&a| a as usize >= na) {
+            return Err(CoreError::InvalidAction {
+                env: spec.name.clone(),
+                state: states[r * w..(r + 1) * w].to_vec(),
+                action: actions[r],
+                reason: format!("forward actions are 0..{na}"),
+            }
+            .into());
+        }
+        let chunk = policy_chunk_rows(fd, na);
+        self.row.resize(na, 0.0);
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            let n = end - start;
+            self.feats.resize(n * fd, 0.0);
+            self.logits.resize(n * na, 0.0);
+            self.masks.resize(n * na, false);
+            let s = &states[start * w..end * w];
+            env.encode(s, &mut self.feats)?;
+            env.forward_masks(s, &mut self.masks)?;
+            policy.policy_logits(&self.feats, n, &mut self.logits)?;
+            for r in 0..n {
+                masked_log_softmax(
+                    &self.logits[r * na..(r + 1) * na],
+                    &self.masks[r * na..(r + 1) * na],
+                    1.0,
+                    &mut self.row,
+                );
+                out[start + r] = self.row[actions[start + r] as usize];
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the names a monitor returned: identifiers that do not clash with the record's columns
+/// or with each other.
+fn check_metric_names(metrics: &[(String, f64)]) -> Result<()> {
+    for (i, (name, _)) in metrics.iter().enumerate() {
+        let bad = |details: String| {
+            Err(TrainError::Core(CoreError::Metric {
+                metric: name.clone(),
+                details,
+            }))
+        };
+        let ident = !name.is_empty()
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+        if !ident {
+            return bad(
+                "an environment metric name must be lowercase letters, digits and `_`".into(),
+            );
+        }
+        if CSV_COLUMNS.contains(&name.as_str()) {
+            return bad(format!(
+                "an environment metric may not reuse the record column `{name}`"
+            ));
+        }
+        if metrics[..i].iter().any(|(n, _)| n == name) {
+            return bad("the environment returned this metric twice".into());
+        }
+    }
+    Ok(())
+}
+
 /// Final numbers of a run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
@@ -124,7 +238,9 @@ pub struct Trainer {
     exact: Option<ExactEval>,
     window: Option<EmpiricalWindow>,
     index_buf: Vec<u64>,
-    terminal_buf: Vec<softgfn_core::StateValue>,
+    terminal_buf: Vec<StateValue>,
+    monitor: Option<Box<dyn Monitor>>,
+    policy_log_pf: PolicyLogPf,
     iteration: u64,
     trajectories_seen: u64,
     train_seconds: f64,
@@ -164,6 +280,7 @@ impl Trainer {
             _ => None,
         };
         let trajectories = Trajectories::new(env.spec());
+        let monitor = env.monitor();
         Ok(Self {
             rng_sampling: stream(config.seed, Stream::Sampling),
             rng_algo: stream(config.seed, Stream::Algorithm),
@@ -176,6 +293,8 @@ impl Trainer {
             window,
             index_buf: Vec::new(),
             terminal_buf: Vec::new(),
+            monitor,
+            policy_log_pf: PolicyLogPf::new(),
             iteration: 0,
             trajectories_seen: 0,
             train_seconds: 0.0,
@@ -218,6 +337,7 @@ impl Trainer {
             &self.config.to_toml()?,
             &self.trainer_state(),
             &self.algo.state()?,
+            self.monitor.as_ref().map(|m| m.save()).as_deref(),
         )
     }
 
@@ -253,6 +373,33 @@ impl Trainer {
                 path: ck.path.display().to_string(),
                 message: "its empirical window does not match this environment".into(),
             });
+        }
+        match (self.monitor.as_mut(), &ck.monitor) {
+            (Some(m), Some(bytes)) => m.restore(bytes).map_err(|e| TrainError::Checkpoint {
+                path: ck.path.display().to_string(),
+                message: format!("its environment metric state (monitor.bin): {e}"),
+            })?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(TrainError::Checkpoint {
+                    path: ck.path.display().to_string(),
+                    message: format!(
+                        "holds no state of the environment metrics of `{}` (it was written \
+                         before softgfn recorded them), so cumulative metrics such as \
+                         modes_found cannot continue; start a new run",
+                        self.env.spec().name
+                    ),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(TrainError::Checkpoint {
+                    path: ck.path.display().to_string(),
+                    message: format!(
+                        "holds environment metric state, but `{}` has no metric monitor",
+                        self.env.spec().name
+                    ),
+                });
+            }
         }
         self.algo.restore(ck.algo)?;
         self.iteration = t.iteration;
@@ -298,6 +445,11 @@ impl Trainer {
         self.iteration
     }
 
+    /// The environment's metric monitor, if it has one.
+    pub fn monitor(&self) -> Option<&dyn Monitor> {
+        self.monitor.as_deref()
+    }
+
     /// The true `log Z`, when exact answers are available.
     pub fn log_z_true(&self) -> Option<f64> {
         self.exact.as_ref().map(|e| e.target.log_z)
@@ -326,6 +478,16 @@ impl Trainer {
         self.train_seconds += dt;
         self.interval_ms.push(dt * 1e3);
         self.all_ms.push(dt * 1e3);
+        if self.window.is_some() || self.monitor.is_some() {
+            self.terminal_buf.clear();
+            for i in 0..self.trajectories.num_trajectories() {
+                self.terminal_buf
+                    .extend_from_slice(self.trajectories.terminal_state(i));
+            }
+        }
+        if let Some(m) = self.monitor.as_mut() {
+            m.observe(&self.terminal_buf)?;
+        }
         if let Some(w) = self.window.as_mut() {
             let en = self
                 .env
@@ -335,11 +497,6 @@ impl Trainer {
                     message: "empirical window without enumeration".into(),
                 })?;
             let nt = self.trajectories.num_trajectories();
-            self.terminal_buf.clear();
-            for i in 0..nt {
-                self.terminal_buf
-                    .extend_from_slice(self.trajectories.terminal_state(i));
-            }
             self.index_buf.resize(nt, 0);
             en.state_index(&self.terminal_buf, &mut self.index_buf)?;
             for &i in &self.index_buf {
@@ -390,6 +547,36 @@ impl Trainer {
                 rec.emp_l1_mean = Some(l1m);
                 rec.emp_kl = Some(klv);
             }
+        }
+        if let Some(monitor) = self.monitor.as_mut() {
+            let (env, algo, bufs) = (
+                self.env.as_ref(),
+                self.algo.as_mut(),
+                &mut self.policy_log_pf,
+            );
+            // The policy's own errors (a TrainError) are kept whole and returned instead of the
+            // placeholder the monitor sees.
+            let mut failure: Option<TrainError> = None;
+            let mut log_pf = |states: &[StateValue], actions: &[u32], out: &mut [f64]| {
+                bufs.log_pf(env, &mut *algo, states, actions, out)
+                    .map_err(|e| {
+                        let placeholder = CoreError::Metric {
+                            metric: "log_pf".into(),
+                            details: e.to_string(),
+                        };
+                        failure = Some(e);
+                        placeholder
+                    })
+            };
+            let metrics = match monitor.evaluate(&mut log_pf) {
+                Ok(m) => m,
+                Err(e) => return Err(failure.unwrap_or(TrainError::Core(e))),
+            };
+            check_metric_names(&metrics)?;
+            rec.env_metrics = metrics
+                .into_iter()
+                .map(|(name, v)| (name, Some(v).filter(|v| v.is_finite())))
+                .collect();
         }
         Ok(rec)
     }

@@ -18,6 +18,9 @@ pub const MAX_FEATURE_DIM: usize = 1 << 24;
 /// Largest number of modes.
 pub const MAX_MODES: usize = 1 << 20;
 
+/// Largest `spearman_rounds` (construction orders per test string of the Spearman metric).
+pub const MAX_SPEARMAN_ROUNDS: usize = 10_000;
+
 /// `bitseq` parameters (the `[env]` table of a run config).
 ///
 /// | Name | Default | Meaning | Range |
@@ -30,6 +33,14 @@ pub const MAX_MODES: usize = 1 << 20;
 /// | `alphabet` | `["00000000", "11111111", "11110000", "00001111", "00111100"]` | block alphabet `H` | non-empty; strings of `block_len` characters `0`/`1` |
 /// | `mode_seed` | 0 | seed of the mode set (and of the test set), independent of the training seed | any `u64` |
 /// | `mode_threshold` | 30 | a mode is found once a sample lies within this Hamming distance | >= 0 (>= `n` finds every mode at the first sample) |
+/// | `spearman_rounds` | 10 | construction orders per test string in the `log p̂` estimate of the `spearman` metric | 1..=10000 |
+/// | `spearman_strings` | 0 | evaluate `spearman` on the first this many test strings; 0 for all `n * num_modes` | 0, or 2..=`n * num_modes` |
+///
+/// Each evaluation of `spearman` runs the policy on `strings * spearman_rounds * n/k` states
+/// (1,080,000 for the paper's 7,200 strings); CPU runs may lower `spearman_strings`. The test
+/// strings are ordered mode by mode (each mode, then copies with 1, 2, ... flipped bits), so the
+/// first `spearman_strings` strings cover the first `ceil(spearman_strings / n)` modes at every
+/// distance.
 ///
 /// The mode set is drawn from `softgfn_core::rng::stream(mode_seed, Stream::Environment)`; see
 /// [`crate::ModeSet::generate`]. Small instances need a matching alphabet, e.g. `n = 12`, `k = 3`,
@@ -53,6 +64,10 @@ pub struct BitseqConfig {
     pub mode_seed: u64,
     /// Hamming radius of the "modes found" metric.
     pub mode_threshold: usize,
+    /// Construction orders per test string of the `spearman` metric's `log p̂` estimate.
+    pub spearman_rounds: usize,
+    /// Number of test strings of the `spearman` metric (the first ones); 0 for all.
+    pub spearman_strings: usize,
 }
 
 impl Default for BitseqConfig {
@@ -66,6 +81,8 @@ impl Default for BitseqConfig {
             alphabet: DEFAULT_ALPHABET.iter().map(|s| s.to_string()).collect(),
             mode_seed: 0,
             mode_threshold: 30,
+            spearman_rounds: crate::metrics::DEFAULT_LOG_P_HAT_ROUNDS,
+            spearman_strings: 0,
         }
     }
 }
@@ -139,6 +156,25 @@ impl BitseqConfig {
                 "alphabet",
                 "[]",
                 "a non-empty list of bit strings of block_len characters",
+            ));
+        }
+        if self.spearman_rounds == 0 || self.spearman_rounds > MAX_SPEARMAN_ROUNDS {
+            return Err(invalid(
+                "spearman_rounds",
+                self.spearman_rounds,
+                &format!("an integer in 1..={MAX_SPEARMAN_ROUNDS}"),
+            ));
+        }
+        let test_strings = self.n.saturating_mul(self.num_modes);
+        if self.spearman_strings == 1 || self.spearman_strings > test_strings {
+            return Err(invalid(
+                "spearman_strings",
+                self.spearman_strings,
+                &format!(
+                    "0 (all) or an integer in 2..={test_strings} (the test set has n * \
+                     num_modes = {} * {} strings; a correlation needs at least 2)",
+                    self.n, self.num_modes
+                ),
             ));
         }
         for (i, s) in self.alphabet.iter().enumerate() {

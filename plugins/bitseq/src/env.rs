@@ -1,11 +1,15 @@
 //! The `bitseq` environment: `Environment` and `Enumerable`.
 
 use softgfn_core::rng::{Stream, stream};
-use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Result, StateValue, parse_params};
+use softgfn_core::{
+    CoreError, Enumerable, EnvSpec, Environment, Monitor, Result, SequenceLayout, StateValue,
+    TokenActions, parse_params,
+};
 
 use crate::NAME;
 use crate::config::BitseqConfig;
 use crate::modes::{ModeSet, ModeTracker, TestSet};
+use crate::monitor::BitseqMonitor;
 use crate::shape::Shape;
 
 /// Instances with more states than this are not enumerable ([`Environment::as_enumerable`]
@@ -382,6 +386,24 @@ impl Environment for Bitseq {
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         self.num_states.map(|_| self as &dyn Enumerable)
     }
+
+    /// BOS plus `n/k` slots, each a one-hot over `2^k + 2` token values; forward action
+    /// `position * 2^k + word`, backward action `position`.
+    fn sequence_layout(&self) -> Option<SequenceLayout> {
+        Some(SequenceLayout {
+            tokens: self.shape.l + 1,
+            token_features: self.shape.base + 2,
+            forward: TokenActions::TokenWord {
+                words: self.shape.base,
+            },
+            backward: TokenActions::Token,
+        })
+    }
+
+    /// A [`BitseqMonitor`]: `modes_found` and `spearman` in every evaluation record.
+    fn monitor(&self) -> Option<Box<dyn Monitor>> {
+        Some(Box::new(BitseqMonitor::new(self)))
+    }
 }
 
 impl Enumerable for Bitseq {
@@ -710,5 +732,32 @@ mod tests {
         };
         assert!(at(40).as_enumerable().is_none());
         assert_eq!(at(36).as_enumerable().unwrap().num_states(), 17u64.pow(9));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn sequence_layout_matches_the_spec_and_the_encoding() {
+        let env = Bitseq::new(BitseqConfig {
+            n: 8,
+            k: 2,
+            block_len: 4,
+            alphabet: vec!["0000".into(), "1111".into()],
+            num_modes: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let layout = env.sequence_layout().unwrap();
+        layout.validate(env.spec()).unwrap();
+        assert_eq!(layout.tokens, 5);
+        assert_eq!(layout.token_features, 6);
+        assert_eq!(layout.forward, TokenActions::TokenWord { words: 4 });
+        // Action `position * 2^k + word` is token `position`, word `word`.
+        assert_eq!(env.action(3, 2), 3 * 4 + 2);
+        let big = Bitseq::new(BitseqConfig::default()).unwrap();
+        big.sequence_layout().unwrap().validate(big.spec()).unwrap();
     }
 }

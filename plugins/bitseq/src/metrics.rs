@@ -16,8 +16,9 @@ pub const LOG_P_HAT_BATCH: usize = 1 << 16;
 
 /// The caller's forward policy for [`Bitseq::log_p_hat`]: given a batch of state rows
 /// (`rows * (n/k + 1)` values) and one forward action per row, write `log P_F(action | state)`
-/// of each row into the output (`rows` values).
-pub type LogPf<'a> = dyn FnMut(&[StateValue], &[u32], &mut [f64]) -> Result<()> + 'a;
+/// of each row into the output (`rows` values). The alias lives in `softgfn-core` (the policy a
+/// [`softgfn_core::Monitor`] evaluates) and is re-exported here.
+pub use softgfn_core::LogPf;
 
 fn metric_error(metric: &str, details: String) -> CoreError {
     CoreError::Metric {

@@ -289,6 +289,28 @@ impl ModeTracker {
     pub fn modes(&self) -> &ModeSet {
         &self.modes
     }
+
+    /// Sets the cumulative state (as saved from [`ModeTracker::found_mask`] and
+    /// [`ModeTracker::observed`] of a tracker of the same modes), e.g. when resuming a run.
+    ///
+    /// # Errors
+    /// A mask whose length is not the number of modes (nothing changes then).
+    pub fn set_found(&mut self, found: &[bool], observed: u64) -> Result<()> {
+        if found.len() != self.found.len() {
+            return Err(CoreError::Metric {
+                metric: "modes_found".into(),
+                details: format!(
+                    "a saved state of {} modes cannot be restored into a tracker of {} modes",
+                    found.len(),
+                    self.found.len()
+                ),
+            });
+        }
+        self.found.copy_from_slice(found);
+        self.num_found = found.iter().filter(|&&f| f).count();
+        self.observed = observed;
+        Ok(())
+    }
 }
 
 /// How many modes lie within Hamming distance `threshold` of at least one of `samples`

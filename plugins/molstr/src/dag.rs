@@ -462,7 +462,8 @@ impl StringDag {
 }
 
 /// Implements `Environment` and `Enumerable` for a type with fields `dag: StringDag` and
-/// `config` (serializable), and an inherent `fn log_reward_of_blocks(&self, &[StateValue]) -> f64`.
+/// `config` (serializable), and inherent `fn log_reward_of_blocks(&self, &[StateValue]) -> f64`
+/// and `fn modes_monitor(&self) -> ModesMonitor`.
 macro_rules! string_environment {
     ($ty:ty) => {
         impl softgfn_core::Environment for $ty {
@@ -544,6 +545,10 @@ macro_rules! string_environment {
                 self.dag
                     .num_states()
                     .map(|_| self as &dyn softgfn_core::Enumerable)
+            }
+
+            fn monitor(&self) -> Option<Box<dyn softgfn_core::Monitor>> {
+                Some(Box::new(self.modes_monitor()))
             }
         }
 

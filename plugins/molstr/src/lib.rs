@@ -47,6 +47,11 @@
 //! `data/sehstr/stats.json`. Both environments expose `is_mode(state)`, `mode_threshold()`,
 //! `num_modes()` and `log_z()`.
 //!
+//! During `softgfn train` both report `modes_found` in every record of `metrics.jsonl`: the
+//! number of **distinct** strings sampled so far (all training samples) that are modes, at most
+//! `num_modes()` (805 for qm9str, about 34,000 for sehstr); see [`ModesMonitor`]. It needs no
+//! policy evaluation and its state is part of checkpoints.
+//!
 //! ## Data
 //!
 //! The data (building blocks, the QM9 proxy table, the sEH trees and statistics) are embedded
@@ -69,6 +74,7 @@
 
 mod dag;
 pub mod data;
+mod monitor;
 mod qm9;
 mod reward;
 mod seh;
@@ -77,6 +83,7 @@ mod trees;
 
 pub use dag::SYMBOLS;
 pub use data::Block;
+pub use monitor::{MODES_FOUND, ModesMonitor};
 pub use qm9::{QM9_MODE_FRACTION, Qm9Str, Qm9StrConfig};
 pub use reward::{PROXY_FLOOR, ProxyReward};
 pub use seh::{SEH_PROXY_MAX, SehStr, SehStrConfig, default_reward, shipped_trees};

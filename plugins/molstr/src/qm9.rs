@@ -8,6 +8,7 @@ use softgfn_core::{CoreError, Result, StateValue, parse_params};
 
 use crate::dag::{StringDag, string_environment};
 use crate::data::{self, Block, files};
+use crate::monitor::ModesMonitor;
 use crate::reward::{PROXY_FLOOR, ProxyReward};
 
 const NAME: &str = "qm9str";
@@ -307,6 +308,27 @@ impl Qm9Str {
 
     fn log_reward_of_blocks(&self, blocks: &[StateValue]) -> f64 {
         self.log_rewards[self.dag.terminal_index(blocks)]
+    }
+
+    /// The `modes_found` monitor of this instance (what `Environment::monitor` hands out): the
+    /// number of distinct sampled strings for which [`Qm9Str::is_mode`] holds.
+    pub fn modes_monitor(&self) -> ModesMonitor {
+        let env = self.clone();
+        ModesMonitor::new(
+            NAME,
+            self.dag.spec().state_width,
+            self.num_modes,
+            &[
+                self.log_mode_threshold.to_bits().to_le_bytes(),
+                (self.log_rewards.len() as u64).to_le_bytes(),
+            ]
+            .concat(),
+            Box::new(move |row| {
+                let blocks = env.complete(row, "modes_found")?;
+                let i = env.dag.terminal_index(blocks);
+                Ok((env.log_rewards[i] >= env.log_mode_threshold).then_some(i as u64))
+            }),
+        )
     }
 }
 

@@ -9,6 +9,7 @@ use softgfn_core::{CoreError, Result, StateValue, parse_params};
 
 use crate::dag::{StringDag, string_environment};
 use crate::data::{self, Block, files};
+use crate::monitor::ModesMonitor;
 use crate::qm9::validate_reward;
 use crate::reward::{PROXY_FLOOR, ProxyReward};
 use crate::stats::{SEH_MODE_PERCENTILE, SehStats};
@@ -308,6 +309,27 @@ impl SehStr {
     fn log_reward_of_blocks(&self, blocks: &[StateValue]) -> f64 {
         self.reward
             .log_reward(self.data.trees.value_of(self.data.trees.fixed_sum(blocks)))
+    }
+
+    /// The `modes_found` monitor of this instance (what `Environment::monitor` hands out): the
+    /// number of distinct sampled strings for which [`SehStr::is_mode`] holds.
+    pub fn modes_monitor(&self) -> ModesMonitor {
+        let env = self.clone();
+        ModesMonitor::new(
+            NAME,
+            self.dag.spec().state_width,
+            self.num_modes(),
+            &[
+                &self.mode_proxy_cut.to_bits().to_le_bytes()[..],
+                self.data.trees.fingerprint().as_bytes(),
+            ]
+            .concat(),
+            Box::new(move |row| {
+                let blocks = env.complete(row, "modes_found")?;
+                let value = env.data.trees.value_of(env.data.trees.fixed_sum(blocks));
+                Ok((value >= env.mode_proxy_cut).then(|| env.dag.terminal_index(blocks) as u64))
+            }),
+        )
     }
 }
 

@@ -1,0 +1,632 @@
+//! The device-generic network backend: taped forward, surrogate-gradient backward, parameter
+//! I/O. The architecture (MLP, transformer) only supplies the forward pass ([`Arch`]).
+
+use std::any::Any;
+use std::fmt;
+
+use dfdx::shapes::{Axis, Rank0};
+use dfdx::tensor::{
+    Gradients, Merge, NoneTape, OwnedTape, PutTape, SplitTape, Tape, Tensor, Trace,
+};
+use dfdx::tensor_ops::{Backward, BroadcastTo, ReshapeTo, SumTo, TryAdd, TryMatMul, TryMul};
+
+use crate::Device;
+use crate::error::backend_err;
+use crate::mlp::MlpArch;
+use crate::model::Backend;
+use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
+use crate::transformer::TransformerArch;
+use crate::{
+    HeadSpec, NamedTensor, NetSpec, NnError, OptimizerSpec, OptimizerState, Outputs, ScalarSpec,
+};
+
+/// A row-major batch matrix.
+pub(crate) type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
+/// The tape used for training forwards.
+pub(crate) type Taped<D> = OwnedTape<f32, D>;
+
+/// Host-side dropout masks of one training forward (values `0` or `1 / (1 - p)`), in the order
+/// the architecture consumes them. Kept with the pending forward so that a re-recorded graph is
+/// the same graph.
+pub(crate) type DropoutMasks = Vec<Vec<f32>>;
+
+/// The forward pass of one architecture.
+#[derive(Clone, Debug)]
+pub(crate) enum Arch {
+    Mlp(MlpArch),
+    Transformer(TransformerArch),
+}
+
+impl Arch {
+    /// Dropout masks for a training forward of `rows` rows, drawn from `rng` (empty when the
+    /// architecture has no dropout).
+    fn dropout_masks(&self, rows: usize, rng: &mut dyn rand::RngCore) -> DropoutMasks {
+        match self {
+            Arch::Mlp(_) => Vec::new(),
+            Arch::Transformer(t) => t.dropout_masks(rows, rng),
+        }
+    }
+
+    /// The network on any tape: one output matrix per head (`rows x dim`).
+    fn run<D: NetDevice, T>(
+        &self,
+        store: &ParamStore<D>,
+        x: Matrix<D, T>,
+        rows: usize,
+        masks: &[Vec<f32>],
+    ) -> Result<Vec<Matrix<D, T>>, D::Err>
+    where
+        T: Tape<f32, D> + Merge<NoneTape>,
+    {
+        match self {
+            Arch::Mlp(a) => a.run(store, x, rows),
+            Arch::Transformer(a) => a.run(store, x, rows, masks),
+        }
+    }
+}
+
+/// `x @ W + b` with parameters `w` (flat, viewed as `[fan_in, fan_out]`) and `b` of `store`, on
+/// any tape; `x` has `rows` rows.
+pub(crate) fn linear<D: NetDevice, T>(
+    store: &ParamStore<D>,
+    x: Matrix<D, T>,
+    (w, b): (usize, usize),
+    rows: usize,
+) -> Result<Matrix<D, T>, D::Err>
+where
+    T: Tape<f32, D> + Merge<NoneTape>,
+{
+    let shape = &store.meta()[w].shape;
+    let (fan_in, fan_out) = (shape[0], shape[1]);
+    // Contiguous reshape: same buffer and tensor id, so gradients land on the flat tensor.
+    let w = store
+        .value(w)
+        .clone()
+        .try_reshape_like(&(fan_in, fan_out))?;
+    let b = store
+        .value(b)
+        .clone()
+        .try_broadcast_like::<(usize, usize), Axis<0>>(&(rows, fan_out))?;
+    x.try_matmul(w)?.try_add(b)
+}
+
+/// A tensor consumed several times on one tape: the first [`take`](Shared::take) gets the
+/// recorded tape, later ones start empty tapes on the same tensor (same id). Merging every
+/// consumer's tape into the loss puts all backward ops on one tape; dfdx runs them in reverse
+/// creation order, so all consumers' contributions to the tensor's gradient are summed before
+/// the ops that produced it run.
+pub(crate) struct Shared<S: dfdx::shapes::Shape, D: NetDevice, T> {
+    value: Tensor<S, f32, D>,
+    tape: Option<T>,
+}
+
+impl<S: dfdx::shapes::Shape, D: NetDevice, T: Tape<f32, D>> Shared<S, D, T> {
+    pub(crate) fn new(t: Tensor<S, f32, D, T>) -> Self {
+        let (value, tape) = t.split_tape();
+        Self {
+            value,
+            tape: Some(tape),
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Tensor<S, f32, D, T> {
+        match self.tape.take() {
+            Some(t) => self.value.clone().put_tape(t),
+            None => self.value.retaped::<T>(),
+        }
+    }
+}
+
+/// The recorded graph of a `forward_train`: head outputs carrying the (split, per-head) tapes.
+struct Graph<D: NetDevice> {
+    heads: Vec<Matrix<D, Taped<D>>>,
+}
+
+/// Where the graph of the latest `forward_train` waits for its `backward`.
+///
+/// dfdx tapes hold `Box<dyn FnOnce>` backward closures that are not `Send`, while `Model` must be
+/// `Send`. So the tape cannot live inside the model. Instead it is parked in a one-slot
+/// thread-local, keyed by a token that the model keeps. `backward` on the same thread (the normal
+/// case) takes it from there; if it is gone (the model moved threads, or another model's
+/// `forward_train` on this thread took the slot) `backward` re-records the forward from the
+/// saved input, which yields exactly the same gradients (the parameters cannot have changed: every
+/// parameter update discards the pending forward). The slot holds at most one graph per thread.
+mod graph_slot {
+    use std::any::Any;
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    type Slot = Option<(u64, Box<dyn Any>)>;
+
+    thread_local! {
+        static SLOT: RefCell<Slot> = const { RefCell::new(None) };
+    }
+
+    static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+    /// A token never handed out before.
+    pub(super) fn new_token() -> u64 {
+        NEXT_TOKEN.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Parks `graph` under `token`, dropping whatever the slot held (outside the borrow).
+    pub(super) fn put(token: u64, graph: Box<dyn Any>) {
+        let old = SLOT.try_with(|s| s.borrow_mut().replace((token, graph)));
+        drop(old);
+    }
+
+    /// Takes the graph parked under `token`, if it is still there.
+    pub(super) fn take(token: u64) -> Option<Box<dyn Any>> {
+        SLOT.try_with(|s| {
+            let mut s = s.borrow_mut();
+            let hit = matches!(&*s, Some((t, _)) if *t == token);
+            if hit { s.take().map(|(_, g)| g) } else { None }
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Drops the graph parked under `token`, if it is still there.
+    pub(super) fn discard(token: u64) {
+        drop(take(token));
+    }
+}
+
+/// What `backward` needs from the latest `forward_train`.
+struct PendingForward<D: NetDevice> {
+    token: u64,
+    rows: usize,
+    /// The input, for re-recording the graph when the parked one is unavailable.
+    input: Option<Matrix<D>>,
+    /// The dropout masks of the forward, for the same reason.
+    masks: DropoutMasks,
+}
+
+/// A network (any [`Arch`]) with heads and learned scalars on dfdx device `D`.
+pub(crate) struct NetBackend<D: NetDevice> {
+    dev: D,
+    device: Device,
+    spec: NetSpec,
+    arch: Arch,
+    head_dims: Vec<usize>,
+    input_dim: usize,
+    /// Number of network (non-scalar) parameters; scalars follow them.
+    num_net: usize,
+    store: ParamStore<D>,
+    /// Host mirror of the scalars (tiny, read every batch).
+    scalar_cache: Vec<f32>,
+    pending: Option<PendingForward<D>>,
+}
+
+impl<D: NetDevice> fmt::Debug for NetBackend<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetBackend")
+            .field("device", &self.device)
+            .field("spec", &self.spec)
+            .field("groups", &self.store.group_names())
+            .field("pending_forward", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: NetDevice> Drop for NetBackend<D> {
+    fn drop(&mut self) {
+        self.discard_pending();
+    }
+}
+
+/// Parameters, optimizer groups and initial values of a network, as built by an architecture.
+pub(crate) struct Layout {
+    /// Every parameter: the network's first (torso, then heads in order), then the scalars.
+    pub meta: Vec<ParamMeta>,
+    /// `torso`, `head:<name>`..., `scalar:<name>`... with learning rates applied.
+    pub groups: Vec<Group>,
+    /// Initial host values, one per `meta` entry.
+    pub values: Vec<Vec<f32>>,
+    /// The forward pass, with indices into `meta`.
+    pub arch: Arch,
+}
+
+/// Optimizer groups of a network with these heads and scalars: `torso` (group 0), one
+/// `head:<name>` per head (group `1 + i`) and one `scalar:<name>` per scalar, all at the default
+/// learning rate.
+pub(crate) fn groups(
+    heads: &[HeadSpec],
+    scalars: &[ScalarSpec],
+    optimizer: &OptimizerSpec,
+) -> Vec<Group> {
+    let lr = optimizer.adam.learning_rate;
+    let group = |name: String| Group {
+        name,
+        learning_rate: lr,
+        steps: 0,
+    };
+    let mut groups = vec![group("torso".into())];
+    groups.extend(heads.iter().map(|h| group(format!("head:{}", h.name))));
+    groups.extend(scalars.iter().map(|s| group(format!("scalar:{}", s.name))));
+    groups
+}
+
+/// Appends the scalars' parameters (`scalar.<name>`, `[1]`, group `1 + heads + i`) and values.
+pub(crate) fn push_scalars(layout: &mut Layout, num_heads: usize, scalars: &[ScalarSpec]) {
+    for (i, s) in scalars.iter().enumerate() {
+        layout.meta.push(ParamMeta {
+            name: format!("scalar.{}", s.name),
+            shape: vec![1],
+            group: 1 + num_heads + i,
+        });
+        layout.values.push(vec![s.init]);
+    }
+}
+
+/// Applies the optimizer's per-group learning-rate overrides.
+pub(crate) fn apply_learning_rates(
+    groups: &mut [Group],
+    optimizer: &OptimizerSpec,
+) -> Result<(), NnError> {
+    for (name, lr) in &optimizer.group_learning_rates {
+        if !(lr.is_finite() && *lr >= 0.0) {
+            return Err(NnError::InvalidSpec(format!(
+                "learning rate of group `{name}` must be finite and >= 0, found {lr}"
+            )));
+        }
+        match groups.iter_mut().find(|g| &g.name == name) {
+            Some(g) => g.learning_rate = *lr,
+            None => {
+                return Err(NnError::UnknownGroup {
+                    name: name.clone(),
+                    valid: groups.iter().map(|g| g.name.clone()).collect(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<D: NetDevice> NetBackend<D> {
+    /// Builds the backend from a validated spec and its layout.
+    pub(crate) fn new(
+        dev: D,
+        device: Device,
+        spec: &NetSpec,
+        adam: &crate::AdamConfig,
+        layout: Layout,
+    ) -> Result<Self, NnError> {
+        let Layout {
+            meta,
+            groups,
+            values,
+            arch,
+        } = layout;
+        let num_net = meta.len() - spec.scalars().len();
+        let store = ParamStore::new(dev.clone(), meta, values, groups, adam.clone())?;
+        let mut backend = Self {
+            dev,
+            device,
+            head_dims: spec.head_dims(),
+            input_dim: spec.input_dim(),
+            spec: spec.clone(),
+            arch,
+            num_net,
+            store,
+            scalar_cache: Vec::new(),
+            pending: None,
+        };
+        backend.refresh_scalars();
+        Ok(backend)
+    }
+
+    fn refresh_scalars(&mut self) {
+        self.scalar_cache.clear();
+        for k in self.num_net..self.store.num_values() {
+            let v = self.store.host_value(k);
+            self.scalar_cache.push(v.first().copied().unwrap_or(0.0));
+        }
+    }
+
+    fn discard_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            graph_slot::discard(p.token);
+        }
+    }
+
+    fn check_input(&self, input: &[f32], rows: usize) -> Result<(), NnError> {
+        let expected = rows.checked_mul(self.input_dim);
+        if expected != Some(input.len()) {
+            return Err(NnError::Shape {
+                what: "input".into(),
+                expected: format!(
+                    "rows * input_dim = {rows} * {} = {} values",
+                    self.input_dim,
+                    expected.map_or_else(|| "overflow".to_string(), |e| e.to_string())
+                ),
+                found: format!("{} values", input.len()),
+            });
+        }
+        Ok(())
+    }
+
+    fn input_tensor(&self, input: &[f32], rows: usize) -> Result<Matrix<D>, NnError> {
+        self.dev
+            .try_tensor_from_vec(input.to_vec(), (rows, self.input_dim))
+            .map_err(backend_err)
+    }
+
+    /// Records the taped forward of `x`.
+    fn record(&self, x: Matrix<D>, rows: usize, masks: &[Vec<f32>]) -> Result<Graph<D>, D::Err> {
+        let mut grads = Gradients::leaky();
+        // Allocate every network parameter's gradient up front so that `get` always finds it.
+        for k in 0..self.num_net {
+            grads.try_alloc_for(self.store.value(k))?;
+        }
+        let heads = self.arch.run(&self.store, x.traced(grads), rows, masks)?;
+        Ok(Graph { heads })
+    }
+
+    fn copy_heads<T>(heads: &[Matrix<D, T>], out: &mut Outputs) {
+        for (j, t) in heads.iter().enumerate() {
+            t.copy_into(out.head_mut(j));
+        }
+    }
+
+    fn check_head_grads(&self, head_grads: &Outputs, rows: usize) -> Result<(), NnError> {
+        let found_dims: Vec<usize> = (0..head_grads.num_heads())
+            .map(|j| head_grads.dim(j))
+            .collect();
+        if head_grads.rows() != rows || found_dims != self.head_dims {
+            return Err(NnError::Shape {
+                what: "head gradients".into(),
+                expected: format!(
+                    "{rows} rows with head dims {:?} (as returned by forward_train)",
+                    self.head_dims
+                ),
+                found: format!("{} rows with head dims {:?}", head_grads.rows(), found_dims),
+            });
+        }
+        Ok(())
+    }
+
+    /// Surrogate-gradient backprop of one batch; returns one gradient per network parameter.
+    fn network_grads(
+        &self,
+        pending: &PendingForward<D>,
+        head_grads: &Outputs,
+    ) -> Result<Vec<Flat<D>>, NnError> {
+        let rows = pending.rows;
+        if rows == 0 {
+            return (0..self.num_net)
+                .map(|k| {
+                    self.dev
+                        .try_zeros_like(self.store.value(k))
+                        .map_err(backend_err)
+                })
+                .collect();
+        }
+        let parked = graph_slot::take(pending.token).and_then(|g| g.downcast::<Graph<D>>().ok());
+        let graph = match parked {
+            Some(g) => *g,
+            None => {
+                let x = pending.input.clone().ok_or(NnError::NoPendingForward)?;
+                self.record(x, rows, &pending.masks).map_err(backend_err)?
+            }
+        };
+        // Surrogate: sum_h sum(out_h * grad_h). Its gradient w.r.t. out_h is grad_h, so its
+        // parameter gradients are the loss's.
+        let mut total: Option<Tensor<Rank0, f32, D, Taped<D>>> = None;
+        for (j, out) in graph.heads.into_iter().enumerate() {
+            let g: Matrix<D> = self
+                .dev
+                .try_tensor_from_vec(head_grads.head(j).to_vec(), (rows, self.head_dims[j]))
+                .map_err(backend_err)?;
+            let s = out
+                .try_mul(g)
+                .and_then(|p| p.try_sum::<Rank0, _>())
+                .map_err(backend_err)?;
+            total = Some(match total {
+                None => s,
+                Some(t) => t.try_add(s).map_err(backend_err)?,
+            });
+        }
+        let total = total.ok_or_else(|| NnError::Backend("model has no heads".into()))?;
+        let grads = total.try_backward().map_err(backend_err)?;
+        Ok((0..self.num_net)
+            .map(|k| grads.get(self.store.value(k)))
+            .collect())
+    }
+}
+
+impl<D: NetDevice> Backend for NetBackend<D>
+where
+    Self: Send + Sync,
+{
+    fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn head_dims(&self) -> &[usize] {
+        &self.head_dims
+    }
+
+    fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError> {
+        self.check_input(input, rows)?;
+        out.resize(rows, &self.head_dims);
+        if rows == 0 {
+            return Ok(());
+        }
+        let x = self.input_tensor(input, rows)?;
+        let heads = self
+            .arch
+            .run::<D, NoneTape>(&self.store, x, rows, &[])
+            .map_err(backend_err)?;
+        Self::copy_heads(&heads, out);
+        Ok(())
+    }
+
+    fn forward_train(
+        &mut self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError> {
+        self.check_input(input, rows)?;
+        self.discard_pending();
+        out.resize(rows, &self.head_dims);
+        let token = graph_slot::new_token();
+        let mut saved = None;
+        let masks = self.arch.dropout_masks(rows, rng);
+        if rows > 0 {
+            let x = self.input_tensor(input, rows)?;
+            let graph = self.record(x.clone(), rows, &masks).map_err(backend_err)?;
+            Self::copy_heads(&graph.heads, out);
+            graph_slot::put(token, Box::new(graph));
+            saved = Some(x);
+        }
+        self.pending = Some(PendingForward {
+            token,
+            rows,
+            input: saved,
+            masks,
+        });
+        Ok(())
+    }
+
+    fn backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError> {
+        let rows = match &self.pending {
+            Some(p) => p.rows,
+            None => return Err(NnError::NoPendingForward),
+        };
+        self.check_head_grads(head_grads, rows)?;
+        if scalar_grads.len() != self.scalar_cache.len() {
+            return Err(NnError::Shape {
+                what: "scalar gradients".into(),
+                expected: format!("{} values (one per scalar)", self.scalar_cache.len()),
+                found: format!("{} values", scalar_grads.len()),
+            });
+        }
+        let Some(pending) = self.pending.take() else {
+            return Err(NnError::NoPendingForward);
+        };
+        let mut grads = self.network_grads(&pending, head_grads)?;
+        for &g in scalar_grads {
+            grads.push(
+                self.dev
+                    .try_tensor_from_vec(vec![g], (1,))
+                    .map_err(backend_err)?,
+            );
+        }
+        self.store.accumulate(grads)
+    }
+
+    fn step(&mut self) -> Result<f32, NnError> {
+        self.discard_pending();
+        let norm = self.store.step();
+        self.refresh_scalars();
+        norm
+    }
+
+    fn scalars(&self) -> &[f32] {
+        &self.scalar_cache
+    }
+
+    fn set_scalar(&mut self, i: usize, value: f32) {
+        assert!(
+            i < self.scalar_cache.len(),
+            "scalar index {i} out of range: the model has {} scalars",
+            self.scalar_cache.len()
+        );
+        self.store.set_host_value(self.num_net + i, &[value]);
+        self.scalar_cache[i] = value;
+    }
+
+    fn param_meta(&self) -> &[ParamMeta] {
+        self.store.meta()
+    }
+
+    fn parameters(&self) -> Vec<NamedTensor> {
+        self.store.to_named()
+    }
+
+    fn set_parameters(&mut self, params: &[NamedTensor]) -> Result<(), NnError> {
+        self.store.set_named(params)?;
+        self.discard_pending();
+        self.refresh_scalars();
+        Ok(())
+    }
+
+    fn gradients(&self) -> Vec<NamedTensor> {
+        self.store.gradients_named()
+    }
+
+    fn optimizer_state(&self) -> OptimizerState {
+        self.store.optimizer_state()
+    }
+
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), NnError> {
+        self.store.set_optimizer_state(state)
+    }
+
+    fn clone_fresh(&self) -> Result<Box<dyn Backend>, NnError> {
+        let mut clone = Self {
+            dev: self.dev.clone(),
+            device: self.device,
+            spec: self.spec.clone(),
+            head_dims: self.head_dims.clone(),
+            arch: self.arch.clone(),
+            input_dim: self.input_dim,
+            num_net: self.num_net,
+            store: self.store.clone_fresh()?,
+            scalar_cache: Vec::new(),
+            pending: None,
+        };
+        clone.refresh_scalars();
+        Ok(Box::new(clone))
+    }
+
+    fn copy_from(&mut self, source: &dyn Backend) -> Result<(), NnError> {
+        match source.as_any().downcast_ref::<Self>() {
+            Some(src) => self.store.copy_values_from(&src.store)?,
+            None => {
+                check_same_meta(self.store.meta(), source.param_meta())?;
+                self.store.set_named(&source.parameters())?;
+            }
+        }
+        self.discard_pending();
+        self.refresh_scalars();
+        Ok(())
+    }
+
+    fn polyak_from(&mut self, source: &dyn Backend, tau: f32) -> Result<(), NnError> {
+        if !(0.0..=1.0).contains(&tau) {
+            return Err(NnError::InvalidArgument(format!(
+                "polyak tau must be in [0, 1], found {tau}"
+            )));
+        }
+        match source.as_any().downcast_ref::<Self>() {
+            Some(src) => self.store.polyak_from(&src.store, tau)?,
+            None => {
+                // Different backend type (e.g. another device): average on the host.
+                check_same_meta(self.store.meta(), source.param_meta())?;
+                let src = source.parameters();
+                for (k, s) in src.iter().enumerate() {
+                    let mut mine = self.store.host_value(k);
+                    for (a, b) in mine.iter_mut().zip(&s.data) {
+                        *a = (1.0 - tau) * *a + tau * b;
+                    }
+                    self.store.set_host_value(k, &mine);
+                }
+            }
+        }
+        self.discard_pending();
+        self.refresh_scalars();
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
