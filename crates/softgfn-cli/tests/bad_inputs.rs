@@ -364,6 +364,36 @@ fn table() -> Vec<Row> {
             "cuda support is not compiled into this build",
         ),
         row(
+            "cuda_device_names_the_rebuild_command",
+            train(&["--device", "cuda:1"]),
+            "cargo build --release -p softgfn-cli --features cuda",
+        ),
+        row(
+            "transformer_on_an_environment_without_tokens",
+            train(&["--set", "algo.network=\"transformer\""]),
+            "needs an environment whose states are token sequences (such as bitseq); hypergrid does not",
+        ),
+        row(
+            "unknown_network",
+            train(&["--set", "algo.network=\"cnn\""]),
+            "unknown variant `cnn`, expected `mlp` or `transformer`",
+        ),
+        row(
+            "transformer_heads_not_dividing_d_model",
+            train(&["--set", "algo.transformer.attention_heads=3"]),
+            "invalid value for `algo.transformer.attention_heads`: 3; expected a divisor of algo.transformer.d_model (64)",
+        ),
+        row(
+            "transformer_dropout_one",
+            train(&["--set", "algo.transformer.dropout=1.0"]),
+            "invalid value for `algo.transformer.dropout`: 1; expected a number in [0, 1)",
+        ),
+        row(
+            "transformer_unknown_key",
+            train(&["--set", "algo.transformer.width=3"]),
+            "unknown field `width`",
+        ),
+        row(
             "env_name_not_a_string",
             train(&["--set", "env.name=3"]),
             "`name` must be a string, found 3",
