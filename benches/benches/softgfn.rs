@@ -1,5 +1,5 @@
-//! Micro-benchmarks: environment stepping, rollouts, losses (forward + backward), replay, and the
-//! exact-distribution DP. Run with `cargo bench -p softgfn-benches`.
+//! Micro-benchmarks: environment stepping, rollouts, losses (forward + backward), replay, the
+//! exact-distribution DP, and training iterations (MLP on hypergrid, transformer on bitseq). Run with `cargo bench -p softgfn-benches`.
 #![expect(
     missing_docs,
     reason = "criterion_group! generates an undocumented function"
@@ -21,6 +21,7 @@ use softgfn_train::{
     apply_override, resolve,
 };
 
+use softgfn_bitseq as _;
 use softgfn_softrl as _;
 
 fn grid(dim: usize, side: usize) -> Hypergrid {
@@ -169,6 +170,38 @@ fn train_iteration(c: &mut Criterion) {
     g.finish();
 }
 
+/// A training iteration with the paper's transformer on bit sequences (n = 120, k = 8: 16
+/// tokens, 4,096 actions): TB (16 on-policy trajectories, one update on their 240 states) and
+/// Munchausen DQN (the same sampling plus one update on 256 replayed transitions).
+fn train_iteration_transformer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("train_iteration_bitseq_k8_transformer");
+    g.sample_size(10);
+    for algo in ["tb", "munchausen_dqn"] {
+        let mut table = toml::Table::new();
+        for kv in [
+            "env.name=\"bitseq\"",
+            "iterations=1000000",
+            "eval.exact=false",
+            "algo.network=\"transformer\"",
+        ] {
+            apply_override(&mut table, kv).unwrap();
+        }
+        apply_override(&mut table, &format!("algo.name={algo}")).unwrap();
+        if algo.contains("dqn") {
+            apply_override(&mut table, "algo.learning_starts=0").unwrap();
+        }
+        let (config, env) = resolve(table).unwrap();
+        let mut trainer = Trainer::new(config, env).unwrap();
+        for _ in 0..3 {
+            trainer.train_iteration().unwrap();
+        }
+        g.bench_function(algo, |b| {
+            b.iter(|| black_box(trainer.train_iteration().unwrap()))
+        });
+    }
+    g.finish();
+}
+
 fn replay(c: &mut Criterion) {
     let shape = ReplayShape {
         state_width: 4,
@@ -239,6 +272,7 @@ criterion_group!(
     losses,
     replay,
     exact,
-    train_iteration
+    train_iteration,
+    train_iteration_transformer
 );
 criterion_main!(benches);
