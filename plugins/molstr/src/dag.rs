@@ -152,6 +152,18 @@ impl StringDag {
         Ok(n)
     }
 
+    /// The blocks of one complete state row (`what` names the caller in errors): a buffer of
+    /// another length or an incomplete string is an error.
+    pub(crate) fn complete_state<'a>(
+        &self,
+        state: &'a [StateValue],
+        what: &str,
+    ) -> Result<&'a [StateValue]> {
+        let w = self.spec().state_width;
+        self.spec().check_len(what, 1, w, state.len())?;
+        self.complete_blocks(state, what)
+    }
+
     /// The blocks of a complete (length `L`) string, for rewards: other lengths are errors.
     pub(crate) fn complete_blocks<'a>(
         &self,

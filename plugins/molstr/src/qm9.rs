@@ -268,7 +268,7 @@ impl Qm9Str {
 
     /// The proxy value of a complete string.
     pub fn proxy_value(&self, state: &[StateValue]) -> Result<f64> {
-        let blocks = self.complete(state, "proxy_value")?;
+        let blocks = self.dag.complete_state(state, "proxy_value")?;
         Ok(self.data.values[self.dag.terminal_index(blocks)])
     }
 
@@ -286,8 +286,7 @@ impl Qm9Str {
     /// Whether a complete string is a mode: its reward is at or above [`Qm9Str::mode_threshold`]
     /// (decided exactly, in log space on the same table). Incomplete strings are errors.
     pub fn is_mode(&self, state: &[StateValue]) -> Result<bool> {
-        let blocks = self.complete(state, "is_mode")?;
-        Ok(self.log_rewards[self.dag.terminal_index(blocks)] >= self.log_mode_threshold)
+        Ok(self.mode_index(state, "is_mode")?.is_some())
     }
 
     /// The printed form of a state (`"0a3"`; `""` for the empty string).
@@ -300,10 +299,13 @@ impl Qm9Str {
         self.dag.parse(text)
     }
 
-    fn complete<'a>(&self, state: &'a [StateValue], what: &str) -> Result<&'a [StateValue]> {
-        let w = self.dag.spec().state_width;
-        self.dag.spec().check_len(what, 1, w, state.len())?;
-        self.dag.complete_blocks(state, what)
+    /// The terminal index of a complete string if it is a mode (`what` names the caller in
+    /// errors).
+    fn mode_index(&self, state: &[StateValue], what: &str) -> Result<Option<u64>> {
+        let i = self
+            .dag
+            .terminal_index(self.dag.complete_state(state, what)?);
+        Ok((self.log_rewards[i] >= self.log_mode_threshold).then_some(i as u64))
     }
 
     fn log_reward_of_blocks(&self, blocks: &[StateValue]) -> f64 {
@@ -323,11 +325,7 @@ impl Qm9Str {
                 (self.log_rewards.len() as u64).to_le_bytes(),
             ]
             .concat(),
-            Box::new(move |row| {
-                let blocks = env.complete(row, "modes_found")?;
-                let i = env.dag.terminal_index(blocks);
-                Ok((env.log_rewards[i] >= env.log_mode_threshold).then_some(i as u64))
-            }),
+            Box::new(move |row| env.mode_index(row, "modes_found")),
         )
     }
 }

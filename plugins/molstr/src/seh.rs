@@ -269,7 +269,7 @@ impl SehStr {
 
     /// The proxy prediction of a complete string.
     pub fn proxy_value(&self, state: &[StateValue]) -> Result<f64> {
-        let blocks = self.complete(state, "proxy_value")?;
+        let blocks = self.dag.complete_state(state, "proxy_value")?;
         Ok(self.data.trees.value_of(self.data.trees.fixed_sum(blocks)))
     }
 
@@ -287,7 +287,7 @@ impl SehStr {
     /// [`SehStr::mode_threshold`] (decided exactly on the proxy value, see [`SehStats`]).
     /// Incomplete strings are errors.
     pub fn is_mode(&self, state: &[StateValue]) -> Result<bool> {
-        Ok(self.proxy_value(state)? >= self.mode_proxy_cut)
+        Ok(self.mode_index(state, "proxy_value")?.is_some())
     }
 
     /// The printed form of a state (`"0ah3"`; `""` for the empty string).
@@ -300,10 +300,12 @@ impl SehStr {
         self.dag.parse(text)
     }
 
-    fn complete<'a>(&self, state: &'a [StateValue], what: &str) -> Result<&'a [StateValue]> {
-        let w = self.dag.spec().state_width;
-        self.dag.spec().check_len(what, 1, w, state.len())?;
-        self.dag.complete_blocks(state, what)
+    /// The terminal index of a complete string if it is a mode (`what` names the caller in
+    /// errors).
+    fn mode_index(&self, state: &[StateValue], what: &str) -> Result<Option<u64>> {
+        let blocks = self.dag.complete_state(state, what)?;
+        let value = self.data.trees.value_of(self.data.trees.fixed_sum(blocks));
+        Ok((value >= self.mode_proxy_cut).then(|| self.dag.terminal_index(blocks) as u64))
     }
 
     fn log_reward_of_blocks(&self, blocks: &[StateValue]) -> f64 {
@@ -324,11 +326,7 @@ impl SehStr {
                 self.data.trees.fingerprint().as_bytes(),
             ]
             .concat(),
-            Box::new(move |row| {
-                let blocks = env.complete(row, "modes_found")?;
-                let value = env.data.trees.value_of(env.data.trees.fixed_sum(blocks));
-                Ok((value >= env.mode_proxy_cut).then(|| env.dag.terminal_index(blocks) as u64))
-            }),
+            Box::new(move |row| env.mode_index(row, "modes_found")),
         )
     }
 }
