@@ -118,6 +118,8 @@ fn losses(c: &mut Criterion) {
         log_flow: &lfl,
         log_reward: &lr,
         log_z: 2.0,
+        log_inflow: &[],
+        log_outflow: &[],
     };
     let objs: Vec<(&str, Box<dyn Objective>)> = vec![
         ("tb", Box::new(TrajectoryBalance)),

@@ -502,6 +502,21 @@ fn table() -> Vec<Row> {
             "unknown variant `x`, expected `geometric_within` or `equal_within`",
         ),
         row(
+            "fm_leaf_coef_zero",
+            algo("fm", "algo.leaf_coef=0"),
+            "invalid value for `algo.leaf_coef`: 0",
+        ),
+        row(
+            "fm_log_reg_c_negative",
+            algo("fm", "algo.log_reg_c=-1e-5"),
+            "invalid value for `algo.log_reg_c`: -0.00001",
+        ),
+        row(
+            "fm_has_no_backward_policy",
+            algo("fm", "algo.backward_policy=\"uniform\""),
+            "unknown field `backward_policy`",
+        ),
+        row(
             "tb_hidden_dim_absurd",
             algo("tb", "algo.hidden_dim=100000000000"),
             "algo.hidden_dim",

@@ -153,6 +153,11 @@ fn subtb_resumes_bitwise() {
 }
 
 #[test]
+fn fm_resumes_bitwise() {
+    check("fm");
+}
+
+#[test]
 fn soft_dqn_resumes_bitwise() {
     check("soft_dqn");
 }

@@ -239,6 +239,8 @@ impl Algorithm for BalanceAlgorithm {
             log_flow: &self.log_flow,
             log_reward: &t.log_rewards,
             log_z,
+            log_inflow: &[],
+            log_outflow: &[],
         };
         let loss = self.objective.loss_and_grad(&batch, &mut self.grads);
 

@@ -32,7 +32,7 @@ use crate::{DetailedBalance, SubTbWeighting, SubTrajectoryBalance, TrajectoryBal
 
 /// Checks the fields every balance config shares.
 #[allow(clippy::too_many_arguments)]
-fn validate_common(
+pub(crate) fn validate_common(
     learning_rate: f64,
     weight_decay: f64,
     trajectories_per_iteration: usize,

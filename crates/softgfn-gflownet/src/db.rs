@@ -23,6 +23,7 @@ impl Objective for DetailedBalance {
         ObjectiveNeeds {
             log_z: false,
             log_flow: true,
+            parent_flows: false,
         }
     }
 

@@ -5,7 +5,8 @@
 //!
 //! - [`tb`]: trajectory balance, `name = "tb"`;
 //! - [`db`]: detailed balance, `name = "db"`;
-//! - [`subtb`]: sub-trajectory balance SubTB(lambda), `name = "subtb"`.
+//! - [`subtb`]: sub-trajectory balance SubTB(lambda), `name = "subtb"`;
+//! - [`fm`]: flow matching over the parents the environment enumerates, `name = "fm"`.
 //!
 //! Objectives are pure functions of log-probabilities ([`softgfn_train::Objective`]) tested
 //! against hand-computed values; [`balance::BalanceAlgorithm`] computes those log-probabilities
@@ -15,11 +16,13 @@
 pub mod balance;
 pub mod config;
 pub mod db;
+pub mod fm;
 pub mod subtb;
 pub mod tb;
 
 pub use balance::{BalanceAlgorithm, BalanceSetup};
 pub use config::{DbConfig, SubTbConfig, TbConfig};
 pub use db::DetailedBalance;
+pub use fm::{FlowMatching, FlowMatchingAlgorithm, FmConfig};
 pub use subtb::{SubTbWeighting, SubTrajectoryBalance};
 pub use tb::TrajectoryBalance;

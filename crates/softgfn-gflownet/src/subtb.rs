@@ -59,6 +59,7 @@ impl Objective for SubTrajectoryBalance {
         ObjectiveNeeds {
             log_z: false,
             log_flow: true,
+            parent_flows: false,
         }
     }
 

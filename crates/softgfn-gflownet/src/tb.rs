@@ -22,6 +22,7 @@ impl Objective for TrajectoryBalance {
         ObjectiveNeeds {
             log_z: true,
             log_flow: false,
+            parent_flows: false,
         }
     }
 

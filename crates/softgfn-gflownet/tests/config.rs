@@ -76,7 +76,7 @@ fn misspelled_keys_list_the_valid_ones() {
 fn unknown_names_list_what_is_registered() {
     let e = err(&["algo.name=tbb"]);
     assert!(
-        e.contains("unknown algorithm `tbb`") && e.contains("db, subtb, tb"),
+        e.contains("unknown algorithm `tbb`") && e.contains("db, fm, subtb, tb"),
         "{e}"
     );
     let e = err(&["env.name=grid"]);

@@ -1,4 +1,4 @@
-//! TB, DB and SubTB learn the hypergrid D=2, H=8 (standard reward) to exact L1 <= 0.05.
+//! TB, DB, SubTB and FM learn the hypergrid D=2, H=8 (standard reward) to exact L1 <= 0.05.
 //! Run in release mode (`cargo test --release`); each takes seconds on one core.
 
 use softgfn_train::{EvalRecord, Trainer, apply_override, resolve};
@@ -66,6 +66,11 @@ fn db_learns_hypergrid_2x8() {
 #[test]
 fn subtb_learns_hypergrid_2x8() {
     check("subtb", 2000);
+}
+
+#[test]
+fn fm_learns_hypergrid_2x8() {
+    check("fm", 3000);
 }
 
 #[test]

@@ -19,6 +19,8 @@ fn tiny() -> ChainBatch<'static> {
         log_flow: &[1.0, 0.6, 1.2],
         log_reward: &[0.2, -0.3],
         log_z: 1.5,
+        log_inflow: &[],
+        log_outflow: &[],
     }
 }
 
@@ -232,6 +234,8 @@ fn losses_vanish_at_the_exact_flow_solution() {
             log_flow: &lfl,
             log_reward: &t.log_rewards,
             log_z,
+            log_inflow: &[],
+            log_outflow: &[],
         };
         let objs: Vec<Box<dyn Objective>> = vec![
             Box::new(TrajectoryBalance),

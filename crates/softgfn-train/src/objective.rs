@@ -8,6 +8,11 @@
 //! Edge `k` carries `log P_F(a_k | s_k)` and `log P_B(s_k | s_{k+1})`. All per-edge arrays are
 //! indexed by edge, and `log_flow[e]` is the flow of the edge's source node.
 //!
+//! Flow matching reads the chain through the *target* node of each edge instead: `log_inflow[e]`
+//! is the log of the total edge flow into node `e + 1` over **all** its parents in the DAG (not only
+//! the trajectory's own predecessor), and `log_outflow[e]` the log of the total edge flow out of it
+//! (unused for the last edge of a trajectory, whose target is terminal and must let out `R(x)`).
+//!
 //! Objectives never touch tensors: the algorithm computes the log-probabilities with its network,
 //! calls [`Objective::loss_and_grad`], and backpropagates the returned gradients through the
 //! network. This keeps every loss testable against hand-computed values.
@@ -27,6 +32,11 @@ pub struct ChainBatch<'a> {
     pub log_reward: &'a [f64],
     /// Learned `log Z` (used by TB only).
     pub log_z: f64,
+    /// Log of the total flow into every edge's target node over all its parents (flow matching;
+    /// empty for objectives that do not read it).
+    pub log_inflow: &'a [f64],
+    /// Log of the total flow out of every edge's target node (flow matching; empty otherwise).
+    pub log_outflow: &'a [f64],
 }
 
 impl ChainBatch<'_> {
@@ -37,7 +47,7 @@ impl ChainBatch<'_> {
 
     /// Number of edges.
     pub fn num_edges(&self) -> usize {
-        self.log_pf.len()
+        self.edge_offsets.last().copied().unwrap_or(0)
     }
 }
 
@@ -52,12 +62,22 @@ pub struct ChainGrads {
     pub log_flow: Vec<f64>,
     /// `d loss / d log_z`.
     pub log_z: f64,
+    /// `d loss / d log_inflow`.
+    pub log_inflow: Vec<f64>,
+    /// `d loss / d log_outflow`.
+    pub log_outflow: Vec<f64>,
 }
 
 impl ChainGrads {
     /// Zeroed gradients for `edges` edges, reusing allocations.
     pub fn reset(&mut self, edges: usize) {
-        for v in [&mut self.log_pf, &mut self.log_pb, &mut self.log_flow] {
+        for v in [
+            &mut self.log_pf,
+            &mut self.log_pb,
+            &mut self.log_flow,
+            &mut self.log_inflow,
+            &mut self.log_outflow,
+        ] {
             v.clear();
             v.resize(edges, 0.0);
         }
@@ -72,6 +92,9 @@ pub struct ObjectiveNeeds {
     pub log_z: bool,
     /// Reads `log F` of states.
     pub log_flow: bool,
+    /// Reads the in- and outflows of edge targets over all their parents and children
+    /// (`log_inflow`, `log_outflow`: flow matching).
+    pub parent_flows: bool,
 }
 
 /// A GFlowNet training objective: a pure function of a [`ChainBatch`].
