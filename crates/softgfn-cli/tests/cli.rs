@@ -150,7 +150,7 @@ fn bad_names_and_keys_fail_with_the_valid_ones() {
     let o = softgfn(&["train", "--algo", "ppo", "--quiet"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("available: db, munchausen_dqn, sac, soft_dqn, subtb, tb"),
+        stderr(&o).contains("available: db, fm, munchausen_dqn, sac, soft_dqn, subtb, tb"),
         "{}",
         stderr(&o)
     );
