@@ -150,6 +150,21 @@ impl Molecule {
         e
     }
 
+    /// A key that is equal exactly when the proxy inputs are (atoms and bonds in order).
+    pub fn key(&self) -> Vec<u32> {
+        let mut k = Vec::with_capacity(1 + self.atoms.len() * 2 + self.bonds.len() * 2);
+        k.push(self.atoms.len() as u32);
+        for a in &self.atoms {
+            k.push(u32::from(a.type_idx) | u32::from(a.z) << 8 | u32::from(a.aromatic) << 16);
+            k.push(u32::from(a.hyb) | u32::from(a.hs) << 8 | u32::from(a.stem) << 16);
+        }
+        for &(u, v, t) in &self.bonds {
+            k.push(u);
+            k.push(v << 2 | u32::from(t));
+        }
+        k
+    }
+
     /// The `n x 71` feature matrix, row-major.
     pub fn features(&self) -> Vec<f64> {
         let mut x = vec![0.0; self.atoms.len() * ATOM_FEATURES];

@@ -80,8 +80,22 @@ fn extend(
     }
 }
 
-/// The canonical key of a state's molecule (empty for the empty state).
-pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol) -> Vec<StateValue> {
+/// The canonical key of a state's molecule (empty for the empty state). With `stems`, each
+/// block's open stem atoms are part of it too (then equal keys mean equal proxy inputs up to the
+/// order of the atoms, so equal rewards; a molecule without open stems counts atom 0 of its
+/// first block as one, as the proxy's stem mask does, quirk Q3).
+pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol, stems: bool) -> Vec<StateValue> {
+    let mut open: [Vec<usize>; MAX_BLOCKS_LIMIT] = Default::default();
+    if stems {
+        let st = mol.stems(table);
+        for &(p, s) in st.as_slice() {
+            open[p as usize].push(table.blocks[mol.block[p as usize] as usize].block_r[s as usize]);
+        }
+        if st.is_empty() && mol.n > 0 {
+            // Quirk Q3: without open stems the proxy marks atom 0 of the first block.
+            open[0].push(0);
+        }
+    }
     // Neighbours: (other position, atom on this side, atom on the other side).
     let mut adj: [Vec<(usize, usize, usize)>; MAX_BLOCKS_LIMIT] = Default::default();
     for j in 1..mol.n {
@@ -92,7 +106,7 @@ pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol) -> Vec<Sta
     }
     let mut best: Option<Vec<StateValue>> = None;
     for root in 0..mol.n {
-        let code = subtree(table, sym, mol, &adj, root, usize::MAX, None);
+        let code = subtree(table, sym, mol, &adj, &open, root, usize::MAX, None);
         if best.as_ref().is_none_or(|b| code < *b) {
             best = Some(code);
         }
@@ -105,6 +119,7 @@ fn subtree(
     sym: &Symmetries,
     mol: &Mol,
     adj: &[Vec<(usize, usize, usize)>],
+    open: &[Vec<usize>],
     v: usize,
     from: usize,
     entry: Option<usize>,
@@ -113,7 +128,7 @@ fn subtree(
     let children: Vec<(usize, Vec<StateValue>)> = adj[v]
         .iter()
         .filter(|&&(c, _, _)| c != from)
-        .map(|&(c, here, there)| (here, subtree(table, sym, mol, adj, c, v, Some(there))))
+        .map(|&(c, here, there)| (here, subtree(table, sym, mol, adj, open, c, v, Some(there))))
         .collect();
     let mut best: Option<Vec<StateValue>> = None;
     for perm in sym.of_true_block(t) {
@@ -121,11 +136,15 @@ fn subtree(
         let mut kids: Vec<(StateValue, &Vec<StateValue>)> =
             children.iter().map(|(a, code)| (map(*a), code)).collect();
         kids.sort();
+        let mut stems: Vec<StateValue> = open[v].iter().map(|&a| map(a)).collect();
+        stems.sort_unstable();
         let mut code = vec![
             t as StateValue,
             entry.map_or(-1, map),
-            kids.len() as StateValue,
+            stems.len() as StateValue,
         ];
+        code.extend_from_slice(&stems);
+        code.push(kids.len() as StateValue);
         for (a, c) in kids {
             code.push(a);
             code.extend_from_slice(c);

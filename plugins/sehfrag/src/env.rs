@@ -18,7 +18,7 @@ use crate::state::{MAX_STEMS_LIMIT, Mol, flat_action, split_action};
 use crate::table::{BlockTable, NUM_BLOCKS};
 
 /// Molecules scored per proxy batch.
-const PROXY_BATCH: usize = 256;
+const PROXY_BATCH: usize = 32;
 
 /// The sEH fragment-block environment (see the crate documentation).
 #[derive(Clone, Debug)]
@@ -208,33 +208,42 @@ impl Sehfrag {
                 }
             }
         }
+        // Assemble the missing molecules; identical proxy inputs are scored once.
+        let mut unique: Vec<Molecule> = Vec::new();
+        let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut which = Vec::with_capacity(missing.len());
+        for &r in &missing {
+            let row = &states[r * w..(r + 1) * w];
+            let mol = self.parse(row)?;
+            if mol.n < 2 {
+                return Err(CoreError::InvalidState {
+                    env: NAME.into(),
+                    state: row.to_vec(),
+                    reason: "the proxy scores molecules of at least 2 blocks".into(),
+                });
+            }
+            let m = Molecule::assemble(&self.table, &mol);
+            let next = unique.len();
+            let k = *index.entry(m.key()).or_insert(next);
+            if k == next {
+                unique.push(m);
+            }
+            which.push(k);
+        }
+        let mut scores = vec![0.0; unique.len()];
         let mut scratch = ProxyScratch::default();
-        for chunk in missing.chunks(PROXY_BATCH) {
-            let mut mols = Vec::with_capacity(chunk.len());
-            for &r in chunk {
-                let row = &states[r * w..(r + 1) * w];
-                let mol = self.parse(row)?;
-                if mol.n < 2 {
-                    return Err(CoreError::InvalidState {
-                        env: NAME.into(),
-                        state: row.to_vec(),
-                        reason: "the proxy scores molecules of at least 2 blocks".into(),
-                    });
-                }
-                mols.push(Molecule::assemble(&self.table, &mol));
-            }
+        for (mols, out) in unique.chunks(PROXY_BATCH).zip(scores.chunks_mut(PROXY_BATCH)) {
             let refs: Vec<&Molecule> = mols.iter().collect();
-            let mut scores = vec![0.0; chunk.len()];
-            self.proxy.score_batch(&refs, &mut scratch, &mut scores);
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() + chunk.len() > self.config.score_cache {
-                cache.clear();
-            }
-            for (&r, &s) in chunk.iter().zip(&scores) {
-                out[r] = s;
-                if self.config.score_cache > 0 {
-                    cache.insert(states[r * w..(r + 1) * w].to_vec(), s);
-                }
+            self.proxy.score_batch(&refs, &mut scratch, out);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() + missing.len() > self.config.score_cache {
+            cache.clear();
+        }
+        for (&r, &k) in missing.iter().zip(&which) {
+            out[r] = scores[k];
+            if missing.len() <= self.config.score_cache {
+                cache.insert(states[r * w..(r + 1) * w].to_vec(), scores[k]);
             }
         }
         Ok(())
@@ -251,7 +260,16 @@ impl Sehfrag {
     /// # Errors
     /// An invalid row.
     pub fn canonical_key_of(&self, row: &[StateValue]) -> Result<Vec<StateValue>> {
-        Ok(canonical_key(&self.table, &self.sym, &self.parse(row)?))
+        Ok(canonical_key(&self.table, &self.sym, &self.parse(row)?, false))
+    }
+
+    /// The canonical key of a state's molecule with its open stems: equal keys give equal
+    /// proxy inputs up to the order of the atoms.
+    ///
+    /// # Errors
+    /// An invalid row.
+    pub fn canonical_key_with_stems(&self, row: &[StateValue]) -> Result<Vec<StateValue>> {
+        Ok(canonical_key(&self.table, &self.sym, &self.parse(row)?, true))
     }
 
     fn check_rows(&self, what: &str, states: &[StateValue], per_row: usize, out: usize) -> Result<usize> {

@@ -34,8 +34,8 @@ const H: usize = 64;
 const STEPS: usize = 12;
 /// Set2Set processing steps.
 const SET2SET_STEPS: usize = 3;
-/// Width of the per-step product `[ROOT | W_0..W_3 | W_hh^T]`.
-const WIDE: usize = H + 4 * H + 3 * H;
+/// Width of the per-step product `[ROOT | W_hh^T]`.
+const WIDE: usize = H + 3 * H;
 
 /// The tensors the score uses, with their shapes.
 const TENSORS: [(&str, &[usize]); 18] = [
@@ -64,9 +64,46 @@ fn lrelu(v: f64) -> f64 {
     if v > 0.0 { v } else { 0.01 * v }
 }
 
+/// `exp(x)` to about one unit in the last place, in plain arithmetic the compiler vectorises:
+/// `2^n * e^r` with `n = round(x / ln 2)`, `|r| <= ln(2) / 2` and the Taylor series of `e^r`
+/// to degree 13 (truncation below 2e-16 relative). Arguments are clamped to `[-708, 709]`.
+#[inline]
+fn exp(x: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.clamp(-708.0, 709.0);
+    let t = x * std::f64::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = INV_FACT[13];
+    for k in (0..13).rev() {
+        p = p * r + INV_FACT[k];
+    }
+    let bits = (t.to_bits().wrapping_sub(SHIFT.to_bits()) as i64 + 1023) as u64;
+    p * f64::from_bits(bits << 52)
+}
+
+/// `1 / k!` for `k = 0..=13`.
+const INV_FACT: [f64; 14] = {
+    let mut a = [1.0; 14];
+    let mut k = 1;
+    while k < 14 {
+        a[k] = a[k - 1] / k as f64;
+        k += 1;
+    }
+    a
+};
+
 #[inline]
 fn sigmoid(v: f64) -> f64 {
-    1.0 / (1.0 + (-v).exp())
+    1.0 / (1.0 + exp(-v))
+}
+
+#[inline]
+fn tanh(v: f64) -> f64 {
+    let e = exp(2.0 * v);
+    (e - 1.0) / (e + 1.0)
 }
 
 fn weights_error(source: &str, details: impl std::fmt::Display) -> CoreError {
@@ -82,8 +119,10 @@ pub struct Proxy {
     /// `lin0.weight^T` `[71, 64]`.
     lin0: Array2<f64>,
     lin0_b: Array1<f64>,
-    /// `[ROOT | W_0 | W_1 | W_2 | W_3 | W_hh^T]` `[64, 512]`.
+    /// `[ROOT | W_hh^T]` `[64, 256]`.
     wide: Array2<f64>,
+    /// The edge matrices `W_k` `[64, 64]` of the four bond types.
+    edge: [Array2<f64>; 4],
     conv_b: Array1<f64>,
     /// `W_ih^T` `[64, 192]`.
     w_ih: Array2<f64>,
@@ -105,6 +144,9 @@ pub struct ProxyScratch {
     y: Array2<f64>,
     m: Array2<f64>,
     gi: Array2<f64>,
+    /// Per bond type: summed inputs of the atoms receiving it, and their products with `W_k`.
+    sums: [Array2<f64>; 4],
+    prods: [Array2<f64>; 4],
 }
 
 impl Proxy {
@@ -206,25 +248,24 @@ impl Proxy {
         let mut wide = Array2::zeros((H, WIDE));
         // Paper-as-run: out @ conv.root^T (spec 3.4), so ROOT[i][o] = root[o][i].
         wide.slice_mut(s![.., 0..H]).assign(&root.t());
-        for k in 0..4 {
+        wide.slice_mut(s![.., H..]).assign(&w_hh.t());
+        let edge = std::array::from_fn(|k| {
             let hidden: Vec<f64> = (0..128).map(|j| lrelu(nn0[[j, k]] + nn0_b[j])).collect();
-            for i in 0..H {
-                for o in 0..H {
-                    let r = i * H + o;
-                    let mut acc = nn2_b[r];
-                    for (j, h) in hidden.iter().enumerate() {
-                        acc += nn2[[r, j]] * h;
-                    }
-                    wide[[i, H + k * H + o]] = acc;
+            Array2::from_shape_fn((H, H), |(i, o)| {
+                let r = i * H + o;
+                let mut acc = nn2_b[r];
+                for (j, h) in hidden.iter().enumerate() {
+                    acc += nn2[[r, j]] * h;
                 }
-            }
-        }
-        wide.slice_mut(s![.., 5 * H..]).assign(&w_hh.t());
+                acc
+            })
+        });
         let lstm_b = Array1::from_iter(t[14].iter().zip(&t[15]).map(|(a, b)| a + b));
         Self {
             lin0,
             lin0_b: Array1::from(t[1].clone()),
             wide,
+            edge,
             conv_b: Array1::from(t[3].clone()),
             w_ih: mat(8, 192, 64).reversed_axes().as_standard_layout().to_owned(),
             b_ih: Array1::from(t[10].clone()),
@@ -249,21 +290,36 @@ impl Proxy {
         let total: usize = mols.iter().map(|m| m.atoms.len()).sum();
         let mut starts = Vec::with_capacity(mols.len() + 1);
         starts.push(0usize);
-        // Directed edges in global atom numbers, and in-degrees.
-        let mut edges = Vec::new();
+        // Per bond type: the directed edges `(source atom, receiving row)` and the receiving
+        // atoms; in-degrees.
+        let mut by_type: [Vec<(usize, usize)>; 4] = Default::default();
+        let mut receivers: [Vec<usize>; 4] = Default::default();
+        let mut slot = vec![[usize::MAX; 4]; total];
         let mut indeg = vec![0u32; total];
         for m in mols {
             let base = *starts.last().unwrap_or(&0);
             for &(u, v, t) in &m.bonds {
-                let (u, v) = (base + u as usize, base + v as usize);
-                edges.push((u, v, t as usize));
-                edges.push((v, u, t as usize));
-                indeg[u] += 1;
-                indeg[v] += 1;
+                let t = t as usize;
+                for (a, b) in [(base + u as usize, base + v as usize), (base + v as usize, base + u as usize)] {
+                    if slot[b][t] == usize::MAX {
+                        slot[b][t] = receivers[t].len();
+                        receivers[t].push(b);
+                    }
+                    by_type[t].push((a, slot[b][t]));
+                    indeg[b] += 1;
+                }
             }
             starts.push(base + m.atoms.len());
         }
-        let ProxyScratch { x, out: h, y, m, gi } = scratch;
+        let ProxyScratch {
+            x,
+            out: h,
+            y,
+            m,
+            gi,
+            sums,
+            prods,
+        } = scratch;
         resize(x, total, ATOM_FEATURES);
         let mut row = 0;
         for mol in mols {
@@ -281,32 +337,57 @@ impl Proxy {
         resize(y, total, WIDE);
         resize(m, total, H);
         resize(gi, total, 3 * H);
+        let (cb, bih, bhh) = (
+            self.conv_b.as_slice().expect("contiguous"),
+            self.b_ih.as_slice().expect("contiguous"),
+            self.b_hh.as_slice().expect("contiguous"),
+        );
         for _ in 0..STEPS {
             general_mat_mul(1.0, &h.view(), &self.wide.view(), 0.0, y);
-            m.fill(0.0);
-            for &(u, v, t) in &edges {
-                let src = y.slice(s![u, H + t * H..2 * H + t * H]);
-                let mut dst = m.row_mut(v);
-                dst += &src;
+            let ys = y.as_slice().expect("standard layout");
+            let ms = m.as_slice_mut().expect("standard layout");
+            ms.fill(0.0);
+            let hv = h.as_slice().expect("standard layout");
+            for t in 0..4 {
+                if receivers[t].is_empty() {
+                    continue;
+                }
+                resize(&mut sums[t], receivers[t].len(), H);
+                resize(&mut prods[t], receivers[t].len(), H);
+                let sv = sums[t].as_slice_mut().expect("standard layout");
+                sv.fill(0.0);
+                for &(a, r) in &by_type[t] {
+                    for (d, s) in sv[r * H..(r + 1) * H].iter_mut().zip(&hv[a * H..(a + 1) * H]) {
+                        *d += s;
+                    }
+                }
+                general_mat_mul(1.0, &sums[t].view(), &self.edge[t].view(), 0.0, &mut prods[t]);
+                let pv = prods[t].as_slice().expect("standard layout");
+                for (r, &b) in receivers[t].iter().enumerate() {
+                    for (d, s) in ms[b * H..(b + 1) * H].iter_mut().zip(&pv[r * H..(r + 1) * H]) {
+                        *d += s;
+                    }
+                }
             }
-            for i in 0..total {
+            for (i, (mr, yr)) in ms.chunks_exact_mut(H).zip(ys.chunks_exact(WIDE)).enumerate() {
                 let inv = if indeg[i] > 0 { 1.0 / f64::from(indeg[i]) } else { 0.0 };
-                let yr = y.row(i);
-                let mut mr = m.row_mut(i);
                 for o in 0..H {
-                    mr[o] = lrelu(mr[o] * inv + yr[o] + self.conv_b[o]);
+                    mr[o] = lrelu(mr[o] * inv + yr[o] + cb[o]);
                 }
             }
             general_mat_mul(1.0, &m.view(), &self.w_ih.view(), 0.0, gi);
-            for i in 0..total {
-                let g = gi.row(i);
-                let yr = y.row(i);
-                let mut hr = h.row_mut(i);
+            let gs = gi.as_slice().expect("standard layout");
+            let hs = h.as_slice_mut().expect("standard layout");
+            for ((hr, g), yr) in hs
+                .chunks_exact_mut(H)
+                .zip(gs.chunks_exact(3 * H))
+                .zip(ys.chunks_exact(WIDE))
+            {
+                let yh = &yr[H..];
                 for o in 0..H {
-                    let gh = |q: usize| yr[5 * H + q * H + o] + self.b_hh[q * H + o];
-                    let r = sigmoid(g[o] + self.b_ih[o] + gh(0));
-                    let z = sigmoid(g[H + o] + self.b_ih[H + o] + gh(1));
-                    let n = (g[2 * H + o] + self.b_ih[2 * H + o] + r * gh(2)).tanh();
+                    let r = sigmoid(g[o] + bih[o] + (yh[o] + bhh[o]));
+                    let z = sigmoid(g[H + o] + bih[H + o] + (yh[H + o] + bhh[H + o]));
+                    let n = tanh(g[2 * H + o] + bih[2 * H + o] + r * (yh[2 * H + o] + bhh[2 * H + o]));
                     hr[o] = (1.0 - z) * n + z * hr[o];
                 }
             }
@@ -340,10 +421,10 @@ impl Proxy {
             for o in 0..H {
                 let i = sigmoid(gates[o]);
                 let f = sigmoid(gates[H + o]);
-                let g = gates[2 * H + o].tanh();
+                let g = tanh(gates[2 * H + o]);
                 let og = sigmoid(gates[3 * H + o]);
                 cs[o] = f * cs[o] + i * g;
-                hs[o] = og * cs[o].tanh();
+                hs[o] = og * tanh(cs[o]);
             }
             let mut max = f64::NEG_INFINITY;
             for (a, ei) in e.iter_mut().enumerate() {
@@ -353,7 +434,7 @@ impl Proxy {
             }
             let mut sum = 0.0;
             for ei in e.iter_mut() {
-                *ei = (*ei - max).exp();
+                *ei = exp(*ei - max);
                 sum += *ei;
             }
             let mut read = [0.0f64; H];
