@@ -18,7 +18,10 @@ fn main() -> anyhow::Result<()> {
     for a in [flat_action(0, 0), flat_action(0, 0), flat_action(5, 2)] {
         let (next, back) = env.step_one(&s, a)?;
         // `back` is the position of the new block: the backward action that removes it.
-        println!("action {a:>4} -> row {:?}, backward action {back}", &next[..10]);
+        println!(
+            "action {a:>4} -> row {:?}, backward action {back}",
+            &next[..10]
+        );
         s = next;
     }
     // ANCHOR_END: build
@@ -42,12 +45,31 @@ fn main() -> anyhow::Result<()> {
     let score = env.proxy_score(&s)?;
     let log_r = env.log_reward_of(&s)?;
     println!("proxy score {score:.4}, log R = 10 ln(max(s, 0.1) / 8) = {log_r:.4}");
-    let other = env.step_one(&env.step_one(&env.initial_row(), flat_action(0, 4))?.0, flat_action(0, 1))?.0;
-    let (f1, f2) = (fingerprint(&env.molecule(&s)?), fingerprint(&env.molecule(&other)?));
-    println!("fingerprint bits {} and {}, Tanimoto {:.3}", f1.count(), f2.count(), f1.tanimoto(&f2));
+    let other = env
+        .step_one(
+            &env.step_one(&env.initial_row(), flat_action(0, 4))?.0,
+            flat_action(0, 1),
+        )?
+        .0;
+    let (f1, f2) = (
+        fingerprint(&env.molecule(&s)?),
+        fingerprint(&env.molecule(&other)?),
+    );
+    println!(
+        "fingerprint bits {} and {}, Tanimoto {:.3}",
+        f1.count(),
+        f2.count(),
+        f1.tanimoto(&f2)
+    );
     // ANCHOR_END: score
 
-    let report = check_env_with(&env, &softgfn_core::CheckOptions { rollouts: 4, ..Default::default() })?;
+    let report = check_env_with(
+        &env,
+        &softgfn_core::CheckOptions {
+            rollouts: 4,
+            ..Default::default()
+        },
+    )?;
     println!("{report}");
     Ok(())
 }

@@ -290,7 +290,11 @@ impl Checker<'_> {
             return Err(self.fail(property, mismatch));
         };
         let key = |st: &[StateValue]| {
-            self.call(property, &format!("canonical_key({st:?})"), eq.canonical_key(st))
+            self.call(
+                property,
+                &format!("canonical_key({st:?})"),
+                eq.canonical_key(st),
+            )
         };
         let (k_next, k_s) = (key(next)?, key(s)?);
         if k_next != k_s {

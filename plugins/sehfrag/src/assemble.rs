@@ -112,11 +112,11 @@ impl Molecule {
         };
         let mut conj = vec![false; total];
         for &(gp, pa, pb, gc, ca, cb) in &junctions[1..mol.n.max(1)] {
-            if let (Some(rp), Some(rc)) = (row(gp, pa, pb), row(gc, ca, cb)) {
-                if (rp.donor && rc.acceptor) || (rp.acceptor && rc.donor) {
-                    conj[gp] = true;
-                    conj[gc] = true;
-                }
+            if let (Some(rp), Some(rc)) = (row(gp, pa, pb), row(gc, ca, cb))
+                && ((rp.donor && rc.acceptor) || (rp.acceptor && rc.donor))
+            {
+                conj[gp] = true;
+                conj[gc] = true;
             }
         }
         for &(gp, pa, pb, gc, ca, cb) in &junctions[1..mol.n.max(1)] {

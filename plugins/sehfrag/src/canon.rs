@@ -84,7 +84,12 @@ fn extend(
 /// block's open stem atoms are part of it too (then equal keys mean equal proxy inputs up to the
 /// order of the atoms, so equal rewards; a molecule without open stems counts atom 0 of its
 /// first block as one, as the proxy's stem mask does, quirk Q3).
-pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol, stems: bool) -> Vec<StateValue> {
+pub fn canonical_key(
+    table: &BlockTable,
+    sym: &Symmetries,
+    mol: &Mol,
+    stems: bool,
+) -> Vec<StateValue> {
     let mut open: [Vec<usize>; MAX_BLOCKS_LIMIT] = Default::default();
     if stems {
         let st = mol.stems(table);
@@ -104,9 +109,16 @@ pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol, stems: boo
         adj[p].push((j, pa, ca));
         adj[j].push((p, ca, pa));
     }
+    let tree = Tree {
+        table,
+        sym,
+        mol,
+        adj: &adj,
+        open: &open,
+    };
     let mut best: Option<Vec<StateValue>> = None;
     for root in 0..mol.n {
-        let code = subtree(table, sym, mol, &adj, &open, root, usize::MAX, None);
+        let code = tree.subtree(root, usize::MAX, None);
         if best.as_ref().is_none_or(|b| code < *b) {
             best = Some(code);
         }
@@ -114,44 +126,50 @@ pub fn canonical_key(table: &BlockTable, sym: &Symmetries, mol: &Mol, stems: boo
     best.unwrap_or_default()
 }
 
-fn subtree(
-    table: &BlockTable,
-    sym: &Symmetries,
-    mol: &Mol,
-    adj: &[Vec<(usize, usize, usize)>],
-    open: &[Vec<usize>],
-    v: usize,
-    from: usize,
-    entry: Option<usize>,
-) -> Vec<StateValue> {
-    let t = table.blocks[mol.block[v] as usize].true_block;
-    let children: Vec<(usize, Vec<StateValue>)> = adj[v]
-        .iter()
-        .filter(|&&(c, _, _)| c != from)
-        .map(|&(c, here, there)| (here, subtree(table, sym, mol, adj, open, c, v, Some(there))))
-        .collect();
-    let mut best: Option<Vec<StateValue>> = None;
-    for perm in sym.of_true_block(t) {
-        let map = |a: usize| StateValue::from(perm[a]);
-        let mut kids: Vec<(StateValue, &Vec<StateValue>)> =
-            children.iter().map(|(a, code)| (map(*a), code)).collect();
-        kids.sort();
-        let mut stems: Vec<StateValue> = open[v].iter().map(|&a| map(a)).collect();
-        stems.sort_unstable();
-        let mut code = vec![
-            t as StateValue,
-            entry.map_or(-1, map),
-            stems.len() as StateValue,
-        ];
-        code.extend_from_slice(&stems);
-        code.push(kids.len() as StateValue);
-        for (a, c) in kids {
-            code.push(a);
-            code.extend_from_slice(c);
+/// A molecule's block tree with what its canonical form reads.
+struct Tree<'a> {
+    table: &'a BlockTable,
+    sym: &'a Symmetries,
+    mol: &'a Mol,
+    /// Neighbours: (other position, atom on this side, atom on the other side).
+    adj: &'a [Vec<(usize, usize, usize)>],
+    /// Open stem atoms per position (empty without stems in the key).
+    open: &'a [Vec<usize>],
+}
+
+impl Tree<'_> {
+    /// The code of the subtree at `v` entered from `from` through `v`'s atom `entry`.
+    fn subtree(&self, v: usize, from: usize, entry: Option<usize>) -> Vec<StateValue> {
+        let (table, sym, mol, adj, open) = (self.table, self.sym, self.mol, self.adj, self.open);
+        let t = table.blocks[mol.block[v] as usize].true_block;
+        let children: Vec<(usize, Vec<StateValue>)> = adj[v]
+            .iter()
+            .filter(|&&(c, _, _)| c != from)
+            .map(|&(c, here, there)| (here, self.subtree(c, v, Some(there))))
+            .collect();
+        let mut best: Option<Vec<StateValue>> = None;
+        for perm in sym.of_true_block(t) {
+            let map = |a: usize| StateValue::from(perm[a]);
+            let mut kids: Vec<(StateValue, &Vec<StateValue>)> =
+                children.iter().map(|(a, code)| (map(*a), code)).collect();
+            kids.sort();
+            let mut stems: Vec<StateValue> = open[v].iter().map(|&a| map(a)).collect();
+            stems.sort_unstable();
+            let mut code = vec![
+                t as StateValue,
+                entry.map_or(-1, map),
+                stems.len() as StateValue,
+            ];
+            code.extend_from_slice(&stems);
+            code.push(kids.len() as StateValue);
+            for (a, c) in kids {
+                code.push(a);
+                code.extend_from_slice(c);
+            }
+            if best.as_ref().is_none_or(|b| code < *b) {
+                best = Some(code);
+            }
         }
-        if best.as_ref().is_none_or(|b| code < *b) {
-            best = Some(code);
-        }
+        best.unwrap_or_default()
     }
-    best.unwrap_or_default()
 }

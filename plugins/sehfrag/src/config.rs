@@ -102,7 +102,9 @@ impl SehfragConfig {
             return Err(invalid(
                 "min_blocks",
                 self.min_blocks,
-                &format!("an integer in 2..={MAX_BLOCKS_LIMIT} (the proxy scores molecules of at least 2 blocks)"),
+                &format!(
+                    "an integer in 2..={MAX_BLOCKS_LIMIT} (the proxy scores molecules of at least 2 blocks)"
+                ),
             ));
         }
         if self.max_blocks < self.min_blocks || self.max_blocks > MAX_BLOCKS_LIMIT {
@@ -120,7 +122,11 @@ impl SehfragConfig {
         positive("r_min", self.r_min)?;
         positive("pearson_lambda", self.pearson_lambda)?;
         if !self.mode_threshold.is_finite() {
-            return Err(invalid("mode_threshold", self.mode_threshold, "a finite number"));
+            return Err(invalid(
+                "mode_threshold",
+                self.mode_threshold,
+                "a finite number",
+            ));
         }
         if !(0.0..=1.0).contains(&self.mode_similarity) {
             return Err(invalid(

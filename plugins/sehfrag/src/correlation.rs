@@ -117,7 +117,8 @@ fn record(env: &Sehfrag, node: &Value) -> Option<(Mol, Vec<usize>)> {
     for st in node["stems"].as_array()? {
         let st = usizes(st)?;
         let k = stems.as_slice().iter().position(|&(p, s)| {
-            p as usize == st[0] && table.blocks[mol.block[st[0]] as usize].block_r[s as usize] == st[1]
+            p as usize == st[0]
+                && table.blocks[mol.block[st[0]] as usize].block_r[s as usize] == st[1]
         })?;
         map.push(k);
     }
@@ -159,7 +160,8 @@ impl TestSet {
             let mut nodes = Vec::new();
             let mut maps = Vec::new();
             for node in d["nodes"].as_array().ok_or_else(|| bad("no nodes"))? {
-                let (mol, map) = record(env, node).ok_or_else(|| bad("a node is not a valid record"))?;
+                let (mol, map) =
+                    record(env, node).ok_or_else(|| bad("a node is not a valid record"))?;
                 nodes.push(env.row_of(&mol));
                 maps.push(map);
             }
@@ -173,7 +175,9 @@ impl TestSet {
                 let k = if maps[v].is_empty() {
                     0
                 } else {
-                    *maps[v].get(stem).ok_or_else(|| bad("an edge with a stem out of range"))?
+                    *maps[v]
+                        .get(stem)
+                        .ok_or_else(|| bad("an edge with a stem out of range"))?
                 };
                 edges.push((u, v, flat_action(k, block)));
             }
@@ -222,7 +226,11 @@ impl TestSet {
             .zip(actions.chunks(LOG_PF_BATCH))
             .enumerate()
         {
-            log_pf(rs, acts, &mut lp[c * LOG_PF_BATCH..c * LOG_PF_BATCH + acts.len()])?;
+            log_pf(
+                rs,
+                acts,
+                &mut lp[c * LOG_PF_BATCH..c * LOG_PF_BATCH + acts.len()],
+            )?;
         }
         if let Some(v) = lp.iter().find(|v| v.is_nan() || **v == f64::INFINITY) {
             return Err(CoreError::Metric {
@@ -235,7 +243,11 @@ impl TestSet {
             let mut at = 0;
             for m in &self.molecules {
                 let edges = &lp[at..at + m.edges.len()];
-                let stop = if m.stop_valid { lp[at + m.edges.len()] } else { 0.0 };
+                let stop = if m.stop_valid {
+                    lp[at + m.edges.len()]
+                } else {
+                    0.0
+                };
                 at += m.edges.len() + usize::from(m.stop_valid);
                 out[wi].push(graph_log_p(m, edges, wt, wt * stop));
             }

@@ -69,8 +69,8 @@ impl Sehfrag {
             .map(|b| table.blocks[b].num_slots())
             .max()
             .unwrap_or(1);
-        let max_stems =
-            (max_slots + (config.max_blocks - 2) * max_slots.saturating_sub(2)).clamp(1, MAX_STEMS_LIMIT);
+        let max_stems = (max_slots + (config.max_blocks - 2) * max_slots.saturating_sub(2))
+            .clamp(1, MAX_STEMS_LIMIT);
         let mb = config.max_blocks;
         let spec = EnvSpec {
             name: NAME.into(),
@@ -232,7 +232,10 @@ impl Sehfrag {
         }
         let mut scores = vec![0.0; unique.len()];
         let mut scratch = ProxyScratch::default();
-        for (mols, out) in unique.chunks(PROXY_BATCH).zip(scores.chunks_mut(PROXY_BATCH)) {
+        for (mols, out) in unique
+            .chunks(PROXY_BATCH)
+            .zip(scores.chunks_mut(PROXY_BATCH))
+        {
             let refs: Vec<&Molecule> = mols.iter().collect();
             self.proxy.score_batch(&refs, &mut scratch, out);
         }
@@ -260,7 +263,12 @@ impl Sehfrag {
     /// # Errors
     /// An invalid row.
     pub fn canonical_key_of(&self, row: &[StateValue]) -> Result<Vec<StateValue>> {
-        Ok(canonical_key(&self.table, &self.sym, &self.parse(row)?, false))
+        Ok(canonical_key(
+            &self.table,
+            &self.sym,
+            &self.parse(row)?,
+            false,
+        ))
     }
 
     /// The canonical key of a state's molecule with its open stems: equal keys give equal
@@ -269,10 +277,21 @@ impl Sehfrag {
     /// # Errors
     /// An invalid row.
     pub fn canonical_key_with_stems(&self, row: &[StateValue]) -> Result<Vec<StateValue>> {
-        Ok(canonical_key(&self.table, &self.sym, &self.parse(row)?, true))
+        Ok(canonical_key(
+            &self.table,
+            &self.sym,
+            &self.parse(row)?,
+            true,
+        ))
     }
 
-    fn check_rows(&self, what: &str, states: &[StateValue], per_row: usize, out: usize) -> Result<usize> {
+    fn check_rows(
+        &self,
+        what: &str,
+        states: &[StateValue],
+        per_row: usize,
+        out: usize,
+    ) -> Result<usize> {
         let rows = self.spec.rows_of(what, states)?;
         self.spec.check_len(what, rows, per_row, out)?;
         Ok(rows)
@@ -352,34 +371,63 @@ impl Environment for Sehfrag {
     ) -> Result<()> {
         let w = self.spec.state_width;
         let rows = self.check_rows("step states", states, 1, actions.len())?;
-        self.spec.check_len("step next states", rows, w, next.len())?;
-        self.spec.check_len("step backward actions", rows, 1, backward_actions.len())?;
+        self.spec
+            .check_len("step next states", rows, w, next.len())?;
+        self.spec
+            .check_len("step backward actions", rows, 1, backward_actions.len())?;
         for r in 0..rows {
             let row = &states[r * w..(r + 1) * w];
             let a = actions[r];
             let mut mol = self.parse(row)?;
             if a == 0 {
-                return Err(self.invalid_action(row, a, "the stop action ends the trajectory; it has no next state".into()));
+                return Err(self.invalid_action(
+                    row,
+                    a,
+                    "the stop action ends the trajectory; it has no next state".into(),
+                ));
             }
             if a as usize >= self.spec.num_actions {
-                return Err(self.invalid_action(row, a, format!("actions are 0..{}", self.spec.num_actions)));
+                return Err(self.invalid_action(
+                    row,
+                    a,
+                    format!("actions are 0..{}", self.spec.num_actions),
+                ));
             }
             if self.is_auto_terminal(&mol) {
-                return Err(self.invalid_action(row, a, "the molecule is complete (no open stem, or max_blocks blocks)".into()));
+                return Err(self.invalid_action(
+                    row,
+                    a,
+                    "the molecule is complete (no open stem, or max_blocks blocks)".into(),
+                ));
             }
             let (stem, b) = split_action(a);
             if !self.library[b] {
-                return Err(self.invalid_action(row, a, format!("block {b} is not in the block library")));
+                return Err(self.invalid_action(
+                    row,
+                    a,
+                    format!("block {b} is not in the block library"),
+                ));
             }
             if mol.n == 0 {
                 if stem != 0 {
-                    return Err(self.invalid_action(row, a, "the empty state has one stem (0)".into()));
+                    return Err(self.invalid_action(
+                        row,
+                        a,
+                        "the empty state has one stem (0)".into(),
+                    ));
                 }
                 mol.push(b, None);
             } else {
                 let stems = mol.stems(&self.table);
                 let Some(&(p, s)) = stems.as_slice().get(stem) else {
-                    return Err(self.invalid_action(row, a, format!("stem {stem} does not exist; the state has {} open stems", stems.len())));
+                    return Err(self.invalid_action(
+                        row,
+                        a,
+                        format!(
+                            "stem {stem} does not exist; the state has {} open stems",
+                            stems.len()
+                        ),
+                    ));
                 };
                 mol.push(b, Some((p as usize, s as usize)));
             }
@@ -398,8 +446,14 @@ impl Environment for Sehfrag {
     ) -> Result<()> {
         let w = self.spec.state_width;
         let rows = self.check_rows("backward_step states", states, 1, backward_actions.len())?;
-        self.spec.check_len("backward_step parents", rows, w, prev.len())?;
-        self.spec.check_len("backward_step forward actions", rows, 1, forward_actions.len())?;
+        self.spec
+            .check_len("backward_step parents", rows, w, prev.len())?;
+        self.spec.check_len(
+            "backward_step forward actions",
+            rows,
+            1,
+            forward_actions.len(),
+        )?;
         let mut valid = vec![false; self.spec.num_backward_actions];
         for r in 0..rows {
             let row = &states[r * w..(r + 1) * w];
@@ -469,7 +523,13 @@ impl Environment for Sehfrag {
                 }
             }
             let base = mb * per_block;
-            for (k, &(p, s)) in mol.stems(&self.table).as_slice().iter().enumerate().take(self.max_stems) {
+            for (k, &(p, s)) in mol
+                .stems(&self.table)
+                .as_slice()
+                .iter()
+                .enumerate()
+                .take(self.max_stems)
+            {
                 let f = &mut o[base + k * (mb + ms)..base + (k + 1) * (mb + ms)];
                 f[p as usize] = 1.0;
                 f[mb + s as usize] = 1.0;

@@ -172,7 +172,11 @@ impl Ctx<'_> {
         let mut hashes = [0u32; MAX_PATH + 1];
         let n = self.set.len();
         for (i, &b) in self.set.iter().enumerate() {
-            let near = self.set.iter().filter(|&&o| o != b && self.nbrs[b].contains(&o)).count();
+            let near = self
+                .set
+                .iter()
+                .filter(|&&o| o != b && self.nbrs[b].contains(&o))
+                .count();
             let (u, v, _) = bonds[b];
             let (mut a1, mut d1) = (self.inv[u as usize], self.degree[u as usize]);
             let (mut a2, mut d2) = (self.inv[v as usize], self.degree[v as usize]);

@@ -20,10 +20,7 @@ pub fn modes_found(samples: &[Candidate], threshold: f64, similarity: f64) -> (u
     cands.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut modes: Vec<&Fingerprint> = Vec::new();
     for c in &cands {
-        if modes
-            .iter()
-            .all(|m| c.fingerprint.tanimoto(m) < similarity)
-        {
+        if modes.iter().all(|m| c.fingerprint.tanimoto(m) < similarity) {
             modes.push(&c.fingerprint);
         }
     }

@@ -70,7 +70,7 @@ fn lrelu(v: f64) -> f64 {
 #[inline]
 fn exp(x: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let x = x.clamp(-708.0, 709.0);
     let t = x * std::f64::consts::LOG2_E + SHIFT;
@@ -190,13 +190,18 @@ impl Proxy {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
             weights_error(
                 source,
-                format!("is not a safetensors file ({e}); expected the 22 tensors of the sEH proxy"),
+                format!(
+                    "is not a safetensors file ({e}); expected the 22 tensors of the sEH proxy"
+                ),
             )
         })?;
         let mut t: Vec<Vec<f64>> = Vec::with_capacity(TENSORS.len());
         for (name, shape) in TENSORS {
             let view = st.tensor(name).map_err(|_| {
-                weights_error(source, format!("has no tensor `{name}` (expected shape {shape:?})"))
+                weights_error(
+                    source,
+                    format!("has no tensor `{name}` (expected shape {shape:?})"),
+                )
             })?;
             if view.shape() != shape {
                 return Err(weights_error(
@@ -215,9 +220,7 @@ impl Proxy {
                     .collect(),
                 Dtype::F64 => data
                     .chunks_exact(8)
-                    .map(|b| {
-                        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                    })
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
                     .collect(),
                 other => {
                     return Err(weights_error(
@@ -238,7 +241,10 @@ impl Proxy {
         let mat = |i: usize, r: usize, c: usize| {
             Array2::from_shape_vec((r, c), t[i].clone()).expect("shape checked")
         };
-        let lin0 = mat(0, 64, 71).reversed_axes().as_standard_layout().to_owned();
+        let lin0 = mat(0, 64, 71)
+            .reversed_axes()
+            .as_standard_layout()
+            .to_owned();
         let root = mat(2, 64, 64);
         let nn0 = mat(4, 128, 4);
         let nn0_b = &t[5];
@@ -267,7 +273,10 @@ impl Proxy {
             wide,
             edge,
             conv_b: Array1::from(t[3].clone()),
-            w_ih: mat(8, 192, 64).reversed_axes().as_standard_layout().to_owned(),
+            w_ih: mat(8, 192, 64)
+                .reversed_axes()
+                .as_standard_layout()
+                .to_owned(),
             b_ih: Array1::from(t[10].clone()),
             b_hh: Array1::from(t[11].clone()),
             lstm_ih: mat(12, 256, 128),
@@ -300,7 +309,10 @@ impl Proxy {
             let base = *starts.last().unwrap_or(&0);
             for &(u, v, t) in &m.bonds {
                 let t = t as usize;
-                for (a, b) in [(base + u as usize, base + v as usize), (base + v as usize, base + u as usize)] {
+                for (a, b) in [
+                    (base + u as usize, base + v as usize),
+                    (base + v as usize, base + u as usize),
+                ] {
                     if slot[b][t] == usize::MAX {
                         slot[b][t] = receivers[t].len();
                         receivers[t].push(b);
@@ -357,20 +369,40 @@ impl Proxy {
                 let sv = sums[t].as_slice_mut().expect("standard layout");
                 sv.fill(0.0);
                 for &(a, r) in &by_type[t] {
-                    for (d, s) in sv[r * H..(r + 1) * H].iter_mut().zip(&hv[a * H..(a + 1) * H]) {
+                    for (d, s) in sv[r * H..(r + 1) * H]
+                        .iter_mut()
+                        .zip(&hv[a * H..(a + 1) * H])
+                    {
                         *d += s;
                     }
                 }
-                general_mat_mul(1.0, &sums[t].view(), &self.edge[t].view(), 0.0, &mut prods[t]);
+                general_mat_mul(
+                    1.0,
+                    &sums[t].view(),
+                    &self.edge[t].view(),
+                    0.0,
+                    &mut prods[t],
+                );
                 let pv = prods[t].as_slice().expect("standard layout");
                 for (r, &b) in receivers[t].iter().enumerate() {
-                    for (d, s) in ms[b * H..(b + 1) * H].iter_mut().zip(&pv[r * H..(r + 1) * H]) {
+                    for (d, s) in ms[b * H..(b + 1) * H]
+                        .iter_mut()
+                        .zip(&pv[r * H..(r + 1) * H])
+                    {
                         *d += s;
                     }
                 }
             }
-            for (i, (mr, yr)) in ms.chunks_exact_mut(H).zip(ys.chunks_exact(WIDE)).enumerate() {
-                let inv = if indeg[i] > 0 { 1.0 / f64::from(indeg[i]) } else { 0.0 };
+            for (i, (mr, yr)) in ms
+                .chunks_exact_mut(H)
+                .zip(ys.chunks_exact(WIDE))
+                .enumerate()
+            {
+                let inv = if indeg[i] > 0 {
+                    1.0 / f64::from(indeg[i])
+                } else {
+                    0.0
+                };
                 for o in 0..H {
                     mr[o] = lrelu(mr[o] * inv + yr[o] + cb[o]);
                 }
@@ -387,7 +419,8 @@ impl Proxy {
                 for o in 0..H {
                     let r = sigmoid(g[o] + bih[o] + (yh[o] + bhh[o]));
                     let z = sigmoid(g[H + o] + bih[H + o] + (yh[H + o] + bhh[H + o]));
-                    let n = tanh(g[2 * H + o] + bih[2 * H + o] + r * (yh[2 * H + o] + bhh[2 * H + o]));
+                    let n =
+                        tanh(g[2 * H + o] + bih[2 * H + o] + r * (yh[2 * H + o] + bhh[2 * H + o]));
                     hr[o] = (1.0 - z) * n + z * hr[o];
                 }
             }

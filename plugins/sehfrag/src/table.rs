@@ -161,7 +161,9 @@ impl BlockTable {
         let bytes = std::fs::read(path).map_err(|e| {
             table_error(
                 &source,
-                format!("cannot be read ({e}); expected the blocks_runtime.json of the sehfrag data"),
+                format!(
+                    "cannot be read ({e}); expected the blocks_runtime.json of the sehfrag data"
+                ),
             )
         })?;
         Self::from_json(&bytes, &source)
@@ -197,7 +199,13 @@ impl BlockTable {
         }
         let mut blocks = Vec::with_capacity(NUM_BLOCKS);
         for (i, rb) in raw.blocks.into_iter().enumerate() {
-            blocks.push(parse_block(source, i, rb, num_true_blocks, &raw.translation_table)?);
+            blocks.push(parse_block(
+                source,
+                i,
+                rb,
+                num_true_blocks,
+                &raw.translation_table,
+            )?);
         }
         let max_slots = blocks.iter().map(Block::num_slots).max().unwrap_or(0);
         let max_block_atoms = blocks.iter().map(Block::natoms).max().unwrap_or(0);
@@ -230,13 +238,19 @@ fn parse_block(
     if n == 0 || n != rb.natoms {
         return Err(table_error(
             source,
-            at(&format!("natoms = {} but {} atoms are listed", rb.natoms, n)),
+            at(&format!(
+                "natoms = {} but {} atoms are listed",
+                rb.natoms, n
+            )),
         ));
     }
     if rb.block_r.is_empty() || rb.block_r.iter().any(|&a| a >= n) {
         return Err(table_error(
             source,
-            at(&format!("block_r {:?} must be non-empty atom indices below {n}", rb.block_r)),
+            at(&format!(
+                "block_r {:?} must be non-empty atom indices below {n}",
+                rb.block_r
+            )),
         ));
     }
     if rb.true_block_idx >= num_true_blocks {
@@ -299,16 +313,21 @@ fn parse_block(
             });
         }
         junction[a] = Some(parsed);
-        let t = row_of.and_then(|m| m.get(&a.to_string())).copied().ok_or_else(|| {
-            table_error(
-                source,
-                at(&format!("translation_table has no entry for stem atom {a}")),
-            )
-        })?;
+        let t = row_of
+            .and_then(|m| m.get(&a.to_string()))
+            .copied()
+            .ok_or_else(|| {
+                table_error(
+                    source,
+                    at(&format!("translation_table has no entry for stem atom {a}")),
+                )
+            })?;
         if t >= NUM_BLOCKS {
             return Err(table_error(
                 source,
-                at(&format!("translation_table maps atom {a} to block {t}, expected < {NUM_BLOCKS}")),
+                at(&format!(
+                    "translation_table maps atom {a} to block {t}, expected < {NUM_BLOCKS}"
+                )),
             ));
         }
         trans[a] = Some(t);

@@ -26,10 +26,22 @@ fn modes_found_counts_dissimilar_candidates_greedily() {
     assert!(a.tanimoto(&b) >= 0.7, "{}", a.tanimoto(&b));
     assert!(a.tanimoto(&c) < 0.7 && b.tanimoto(&c) < 0.7);
     let cands = vec![
-        Candidate { score: 7.2, fingerprint: b.clone() },
-        Candidate { score: 7.5, fingerprint: a.clone() },
-        Candidate { score: 7.1, fingerprint: c.clone() },
-        Candidate { score: 6.9, fingerprint: c },
+        Candidate {
+            score: 7.2,
+            fingerprint: b.clone(),
+        },
+        Candidate {
+            score: 7.5,
+            fingerprint: a.clone(),
+        },
+        Candidate {
+            score: 7.1,
+            fingerprint: c.clone(),
+        },
+        Candidate {
+            score: 6.9,
+            fingerprint: c,
+        },
     ];
     assert_eq!(modes_found(&cands, 7.0, 0.7), (2, 3));
     // A threshold above every score: nothing; a similarity of 1.0 keeps distinct prints apart.

@@ -37,7 +37,11 @@ fn check_molecules(env: &Sehfrag, rows: &[StateValue], refs: &[serde_json::Value
         let ds = (scores[i] - r["proxy_score"].as_f64().unwrap()).abs();
         let dl = (log_r[i] - r["log_reward"].as_f64().unwrap()).abs();
         worst = (worst.0.max(ds), worst.1.max(dl));
-        assert!(ds < 1e-9 && dl < 1e-9, "reference {i}: score {} vs {r}", scores[i]);
+        assert!(
+            ds < 1e-9 && dl < 1e-9,
+            "reference {i}: score {} vs {r}",
+            scores[i]
+        );
     }
     eprintln!(
         "{} molecules: max |score - proxy_score| = {:.2e}, max |log R - log_reward| = {:.2e}",
@@ -59,14 +63,30 @@ fn random_trajectories_replay_with_the_paper_parents_rewards_and_fingerprints() 
         let id = r["id"].as_i64().unwrap();
         let steps = r["steps"].as_array().unwrap();
         let log_reward = r["log_reward"].as_f64().unwrap();
-        for (e, want) in [(&textbook, "mdp_reward_textbook"), (&paper, "mdp_reward_paper")] {
-            let want: Vec<f64> = r[want].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        for (e, want) in [
+            (&textbook, "mdp_reward_textbook"),
+            (&paper, "mdp_reward_paper"),
+        ] {
+            let want: Vec<f64> = r[want]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
             let mut s = e.initial_row();
             for (t, st) in steps.iter().enumerate() {
                 let a = st["action"].as_u64().unwrap() as u32;
                 let m = e.forward_mask_of(&s).unwrap();
-                let stems = if t == 0 { 1 } else { e.parse(&s).unwrap().stems(e.table()).len() };
-                assert_eq!(st["n_actions"].as_u64().unwrap() as usize, 1 + stems * 105, "id {id} step {t}");
+                let stems = if t == 0 {
+                    1
+                } else {
+                    e.parse(&s).unwrap().stems(e.table()).len()
+                };
+                assert_eq!(
+                    st["n_actions"].as_u64().unwrap() as usize,
+                    1 + stems * 105,
+                    "id {id} step {t}"
+                );
                 assert!(m[a as usize], "id {id} step {t}: action {a} invalid");
                 let got = if a == 0 {
                     e.log_reward_of(&s).unwrap()
@@ -77,13 +97,22 @@ fn random_trajectories_replay_with_the_paper_parents_rewards_and_fingerprints() 
                         st["n_parents"].as_u64().unwrap(),
                         "id {id} step {t}"
                     );
-                    let done = e.is_terminal_state(&next).unwrap() && !e.forward_mask_of(&next).unwrap()[0];
-                    let lr = if done { e.log_reward_of(&next).unwrap() } else { 0.0 };
+                    let done = e.is_terminal_state(&next).unwrap()
+                        && !e.forward_mask_of(&next).unwrap()[0];
+                    let lr = if done {
+                        e.log_reward_of(&next).unwrap()
+                    } else {
+                        0.0
+                    };
                     let bm = e.backward_mask_of(&next).unwrap();
                     s = next;
                     soft_reward(&UniformBackward, &bm, b, false, done, lr)
                 };
-                assert!((got - want[t]).abs() < 1e-9, "id {id} step {t}: soft reward {got} vs {}", want[t]);
+                assert!(
+                    (got - want[t]).abs() < 1e-9,
+                    "id {id} step {t}: soft reward {got} vs {}",
+                    want[t]
+                );
             }
             assert_eq!(record(e, &s), r["final_state"], "final state of id {id}");
         }
@@ -103,7 +132,10 @@ fn random_trajectories_replay_with_the_paper_parents_rewards_and_fingerprints() 
         assert_eq!(bits, ints(&r["rdkfp_on_bits"]), "fingerprint of id {id}");
         finals.extend_from_slice(&s);
     }
-    assert_eq!(stale_differs, 729, "trajectories where quirk Q1 changes the rewards");
+    assert_eq!(
+        stale_differs, 729,
+        "trajectories where quirk Q1 changes the rewards"
+    );
     check_molecules(&textbook, &finals, &refs);
 }
 
@@ -115,7 +147,11 @@ fn all_two_block_molecules_match_the_paper() {
     let w = e.spec().state_width;
     let mut finals = Vec::with_capacity(refs.len() * w);
     for r in &refs {
-        let (b1, stem, b2) = (r["b1"].as_u64().unwrap() as usize, r["stem"].as_u64().unwrap() as usize, r["b2"].as_u64().unwrap() as usize);
+        let (b1, stem, b2) = (
+            r["b1"].as_u64().unwrap() as usize,
+            r["stem"].as_u64().unwrap() as usize,
+            r["b2"].as_u64().unwrap() as usize,
+        );
         let (s1, _) = step(&e, &e.initial_row(), flat_action(0, b1));
         let (s2, _) = step(&e, &s1, flat_action(stem, b2));
         assert_eq!(record(&e, &s2), r["final_state"], "pair {b1} {stem} {b2}");

@@ -48,7 +48,11 @@ fn uniform_action_scores_match_the_paper_sampler() {
     let (median, ref_median) = (quantile(&ours, 0.5), quantile(&refs, 0.5));
     // Two-sample Kolmogorov-Smirnov distance.
     let cdf = |v: &[f64], x: f64| v.partition_point(|&y| y <= x) as f64 / v.len() as f64;
-    let ks = refs.iter().chain(&ours).map(|&x| (cdf(&refs, x) - cdf(&ours, x)).abs()).fold(0.0, f64::max);
+    let ks = refs
+        .iter()
+        .chain(&ours)
+        .map(|&x| (cdf(&refs, x) - cdf(&ours, x)).abs())
+        .fold(0.0, f64::max);
     eprintln!(
         "uniform actions: median {median:.3} (reference {ref_median:.3}), clamped {:.3} (reference {:.3}), KS distance {ks:.4}",
         clamped(&ours),

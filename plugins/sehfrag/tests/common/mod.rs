@@ -21,7 +21,11 @@ pub fn read_jsonl(name: &str) -> Vec<Value> {
 
 /// A JSON list of integers.
 pub fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 /// A JSON list of integer lists.
@@ -48,7 +52,12 @@ pub fn record(env: &Sehfrag, row: &[StateValue]) -> Value {
         .stems(t)
         .as_slice()
         .iter()
-        .map(|&(p, s)| [p as usize, t.blocks[m.block[p as usize] as usize].block_r[s as usize]])
+        .map(|&(p, s)| {
+            [
+                p as usize,
+                t.blocks[m.block[p as usize] as usize].block_r[s as usize],
+            ]
+        })
         .collect();
     serde_json::json!({
         "blockidxs": (0..m.n).map(|j| m.block[j]).collect::<Vec<_>>(),
