@@ -10,8 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use softgfn_core::EnvironmentExt;
-use softgfn_core::rng::{Stream, below, stream};
+use softgfn_core::rng::{Stream, stream};
 use softgfn_sehfrag::proxy::ProxyScratch;
 use softgfn_sehfrag::{Molecule, Sehfrag, SehfragConfig, fingerprint};
 
@@ -20,20 +19,8 @@ fn molecules(env: &Sehfrag) -> Vec<Molecule> {
     let mut rng = stream(1, Stream::Eval);
     (0..64)
         .map(|_| {
-            let mut s = env.initial_row();
-            loop {
-                let m = env.forward_mask_of(&s).unwrap();
-                let valid: Vec<u32> = (0..m.len() as u32).filter(|&a| m[a as usize]).collect();
-                if valid.is_empty() {
-                    break;
-                }
-                let a = valid[below(&mut rng, valid.len() as u64) as usize];
-                if a == 0 {
-                    break;
-                }
-                s = env.step_one(&s, a).unwrap().0;
-            }
-            env.molecule(&s).unwrap()
+            env.molecule(&env.sample_uniform(&mut rng).unwrap())
+                .unwrap()
         })
         .collect()
 }

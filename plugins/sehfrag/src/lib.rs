@@ -81,6 +81,33 @@ impl Sehfrag {
     }
 }
 
+impl Sehfrag {
+    /// A molecule sampled with every allowed flat action equally likely (the `uniform_action`
+    /// policy of the paper's reference), as its final state row.
+    ///
+    /// # Errors
+    /// None for a valid environment; an error of the environment's calls otherwise.
+    pub fn sample_uniform(
+        &self,
+        rng: &mut softgfn_core::Rng,
+    ) -> softgfn_core::Result<Vec<softgfn_core::StateValue>> {
+        use softgfn_core::EnvironmentExt;
+        let mut s = self.initial_row();
+        loop {
+            let m = self.forward_mask_of(&s)?;
+            let valid: Vec<u32> = (0..m.len() as u32).filter(|&a| m[a as usize]).collect();
+            if valid.is_empty() {
+                return Ok(s);
+            }
+            let a = valid[softgfn_core::rng::below(rng, valid.len() as u64) as usize];
+            if a == 0 {
+                return Ok(s);
+            }
+            s = self.step_one(&s, a)?.0;
+        }
+    }
+}
+
 softgfn_core::inventory::submit! {
     softgfn_core::EnvRegistration {
         name: NAME,

@@ -3,8 +3,8 @@
 
 mod common;
 
-use softgfn_core::rng::{Stream, below, stream};
-use softgfn_core::{Environment, EnvironmentExt};
+use softgfn_core::Environment;
+use softgfn_core::rng::{Stream, stream};
 use softgfn_sehfrag::{Sehfrag, SehfragConfig};
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -24,20 +24,7 @@ fn uniform_action_scores_match_the_paper_sampler() {
     let w = env.spec().state_width;
     let mut rows = Vec::with_capacity(2000 * w);
     for _ in 0..2000 {
-        let mut s = env.initial_row();
-        loop {
-            let m = env.forward_mask_of(&s).unwrap();
-            let valid: Vec<u32> = (0..m.len() as u32).filter(|&a| m[a as usize]).collect();
-            if valid.is_empty() {
-                break;
-            }
-            let a = valid[below(&mut rng, valid.len() as u64) as usize];
-            if a == 0 {
-                break;
-            }
-            s = env.step_one(&s, a).unwrap().0;
-        }
-        rows.extend_from_slice(&s);
+        rows.extend_from_slice(&env.sample_uniform(&mut rng).unwrap());
     }
     let mut ours = vec![0.0; 2000];
     env.proxy_scores(&rows, &mut ours).unwrap();
