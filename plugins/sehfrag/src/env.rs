@@ -69,8 +69,17 @@ impl Sehfrag {
             .map(|b| table.blocks[b].num_slots())
             .max()
             .unwrap_or(1);
-        let max_stems = (max_slots + (config.max_blocks - 2) * max_slots.saturating_sub(2))
-            .clamp(1, MAX_STEMS_LIMIT);
+        let max_stems = (max_slots + (config.max_blocks - 2) * max_slots.saturating_sub(2)).max(1);
+        if max_stems > MAX_STEMS_LIMIT {
+            return Err(invalid(
+                "max_blocks",
+                config.max_blocks,
+                &format!(
+                    "fewer blocks: with blocks of {max_slots} slots a molecule would have up to \
+                     {max_stems} open stems, more than {MAX_STEMS_LIMIT}"
+                ),
+            ));
+        }
         let mb = config.max_blocks;
         let spec = EnvSpec {
             name: NAME.into(),

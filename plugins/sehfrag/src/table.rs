@@ -244,11 +244,11 @@ fn parse_block(
             )),
         ));
     }
-    if rb.block_r.is_empty() || rb.block_r.iter().any(|&a| a >= n) {
+    if rb.block_r.is_empty() || rb.block_r.len() > 16 || rb.block_r.iter().any(|&a| a >= n) {
         return Err(table_error(
             source,
             at(&format!(
-                "block_r {:?} must be non-empty atom indices below {n}",
+                "block_r {:?} must be 1 to 16 atom indices below {n}",
                 rb.block_r
             )),
         ));
