@@ -490,3 +490,22 @@ fn resize(a: &mut Array2<f64>, rows: usize, cols: usize) {
         *a = Array2::zeros((rows, cols));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_exp_sigmoid_and_tanh_match_the_standard_library() {
+        let mut worst = 0.0f64;
+        for i in -40_000..=40_000 {
+            let x = f64::from(i) * 1.7e-3;
+            worst = worst.max((exp(x) - x.exp()).abs() / x.exp());
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-15);
+            assert!((tanh(x) - x.tanh()).abs() < 1e-15, "tanh({x})");
+        }
+        assert!(worst < 1e-15, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1e4) >= 0.0 && exp(-1e4) < 1e-300 && exp(1e4).is_finite());
+    }
+}
