@@ -234,6 +234,18 @@ fn data_dir_with_blocks(dir: &Path, env: &str) {
     .unwrap();
 }
 
+/// A safetensors file with one zero `F32` tensor of shape `[rows, cols]`.
+fn one_tensor(name: &str, rows: usize, cols: usize) -> Vec<u8> {
+    let n = rows * cols * 4;
+    let header = format!(
+        "{{\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{rows},{cols}],\"data_offsets\":[0,{n}]}}}}"
+    );
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.resize(out.len() + n, 0);
+    out
+}
+
 /// Two blocks `C`, `N` (strings of length 2 with four rows in a proxy CSV).
 const TWO_BLOCKS: &str = r#"{"block_name": {"0": "C", "1": "N"}, "block_smi": {"0": "C", "1": "N"}, "block_r": {"0": [0], "1": [0]}}"#;
 
@@ -900,6 +912,62 @@ fn table() -> Vec<Row> {
             "not enough memory",
         )
         .mem_limited(),
+        // --- sehfrag: table and weights files, parameters ----------------------------------------
+        row(
+            "sehfrag_table_missing",
+            env_set("sehfrag", "env.table_path=\"nonexistent.json\""),
+            "sehfrag: block table nonexistent.json: cannot be read",
+        ),
+        row(
+            "sehfrag_table_corrupt",
+            env_set("sehfrag", "env.table_path=\"table.json\""),
+            "sehfrag: block table table.json: is not a valid blocks_runtime.json",
+        )
+        .setup(|d, _| write(d, "table.json", "{\"blocks\": 3}")),
+        row(
+            "sehfrag_weights_missing",
+            env_set("sehfrag", "env.weights_path=\"nonexistent.safetensors\""),
+            "sehfrag: proxy weights nonexistent.safetensors: cannot be read",
+        ),
+        row(
+            "sehfrag_weights_corrupt",
+            env_set("sehfrag", "env.weights_path=\"w.safetensors\""),
+            "sehfrag: proxy weights w.safetensors: is not a safetensors file",
+        )
+        .setup(|d, _| write(d, "w.safetensors", "garbage")),
+        row(
+            "sehfrag_weights_wrong_shape",
+            env_set("sehfrag", "env.weights_path=\"w.safetensors\""),
+            "sehfrag: proxy weights w.safetensors: tensor `lin0.weight` has shape [64, 70], expected [64, 71]",
+        )
+        .setup(|d, _| {
+            std::fs::write(d.join("w.safetensors"), one_tensor("lin0.weight", 64, 70)).unwrap()
+        }),
+        row(
+            "sehfrag_max_blocks_too_large",
+            env_set("sehfrag", "env.max_blocks=17"),
+            "sehfrag: invalid parameter `max_blocks` = 17: expected an integer in min_blocks..=16",
+        ),
+        row(
+            "sehfrag_min_blocks_one",
+            env_set("sehfrag", "env.min_blocks=1"),
+            "sehfrag: invalid parameter `min_blocks` = 1: expected an integer in 2..=16",
+        ),
+        row(
+            "sehfrag_r_min_zero",
+            env_set("sehfrag", "env.r_min=0"),
+            "sehfrag: invalid parameter `r_min` = 0: expected a finite number > 0",
+        ),
+        row(
+            "sehfrag_library_not_closed",
+            env_set("sehfrag", "env.blocks=[2]"),
+            "block 2 needs block 1",
+        ),
+        row(
+            "sehfrag_block_out_of_range",
+            env_set("sehfrag", "env.blocks=[105]"),
+            "sehfrag: invalid parameter `blocks` = [105]: expected distinct block indices in 0..105",
+        ),
         // --- molstr data directories ------------------------------------------------------------
         row(
             "qm9str_data_dir_missing",

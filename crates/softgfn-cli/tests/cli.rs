@@ -142,7 +142,7 @@ fn bad_names_and_keys_fail_with_the_valid_ones() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains(
-            "unknown environment `gridworld`; available: bitseq, hypergrid, qm9str, sehstr"
+            "unknown environment `gridworld`; available: bitseq, hypergrid, qm9str, sehfrag, sehstr"
         ),
         "{}",
         stderr(&o)

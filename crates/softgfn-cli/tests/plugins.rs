@@ -391,3 +391,36 @@ fn a_bare_name_from_a_plugin_and_a_built_in_is_the_duplicate_error() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("check_env passed for hypergrid: 36 states (all)"));
 }
+
+#[test]
+fn the_sehfrag_plugin_trains_but_its_check_lacks_the_state_equivalence() {
+    let path = lib("softgfn-sehfrag");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let o = softgfn(&[
+        "--plugin",
+        &path,
+        "train",
+        "--env",
+        "softgfn-sehfrag/sehfrag",
+        "--iterations",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("metrics.jsonl").exists());
+    // The C ABI carries no state equivalence: the paper's parents of an earlier leaf re-add it
+    // last, an equivalent molecule in another row, which the exact check rejects. The built-in
+    // environment declares the equivalence and passes.
+    let o = softgfn(&["plugins", "check", &path]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("property `step inverts backward_step` violated"),
+        "{}",
+        stdout(&o)
+    );
+    let o = softgfn(&["check-env", "--env", "sehfrag", "--rollouts", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

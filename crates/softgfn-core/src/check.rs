@@ -11,7 +11,7 @@
 //! | `step rejects the exit action` | exit is not a transition: `step` with it is an error |
 //! | `mask consistency` | a valid forward action's backward action is valid at the child, and vice versa |
 //! | `backward_step inverts step` | `backward_step(step(s, a)) == (s, a)` |
-//! | `step inverts backward_step` | `step(backward_step(s', b)) == (s', b)` |
+//! | `step inverts backward_step` | `step(backward_step(s', b)) == (s', b)`; with a declared [`StateEquivalence`](crate::StateEquivalence): `step(backward_step(s', b)) = (s'', b'')` with `s''` equivalent to `s'`, `b''` valid at `s''` and `backward_step(s'', b'') == backward_step(s', b)` |
 //! | `acyclicity` | no step returns to its own state; enumerated graphs have a topological order |
 //! | `exit semantics` | the exit action is never produced by `backward_step`, terminal states have rewards |
 //! | `length bound` | trajectories end within `max_trajectory_length` actions |
@@ -263,11 +263,67 @@ impl Checker<'_> {
                 self.env.step_one(&prev, a),
             )?;
             if next != s || b2 != b {
-                return Err(self.fail(
-                    "step inverts backward_step",
-                    format!("backward_step({s:?}, {b}) = ({prev:?}, a={a}) but step({prev:?}, {a}) = ({next:?}, b={b2})"),
-                ));
+                self.check_equivalent(s, b, &prev, a, &next, b2)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Checker<'_> {
+    /// `step(prev, a) = (next, b2)` differs from `(s, b)`: passes only when the environment
+    /// declares `next` and `s` equivalent and `backward_step(next, b2)` leads back to `(prev, a)`.
+    fn check_equivalent(
+        &mut self,
+        s: &[StateValue],
+        b: u32,
+        prev: &[StateValue],
+        a: u32,
+        next: &[StateValue],
+        b2: u32,
+    ) -> Result<()> {
+        let property = "step inverts backward_step";
+        let mismatch = format!(
+            "backward_step({s:?}, {b}) = ({prev:?}, a={a}) but step({prev:?}, {a}) = ({next:?}, b={b2})"
+        );
+        let Some(eq) = self.env.as_state_equivalence() else {
+            return Err(self.fail(property, mismatch));
+        };
+        let key = |st: &[StateValue]| {
+            self.call(
+                property,
+                &format!("canonical_key({st:?})"),
+                eq.canonical_key(st),
+            )
+        };
+        let (k_next, k_s) = (key(next)?, key(s)?);
+        if k_next != k_s {
+            return Err(self.fail(
+                property,
+                format!("{mismatch}, and the two are not equivalent: canonical keys {k_next:?} and {k_s:?}"),
+            ));
+        }
+        let nbm = self.call(
+            "buffer shapes",
+            &format!("backward_masks({next:?})"),
+            self.env.backward_mask_of(next),
+        )?;
+        if nbm.get(b2 as usize) != Some(&true) {
+            return Err(self.fail(
+                "mask consistency",
+                format!("{mismatch}, and b={b2} is not a valid backward action of {next:?}"),
+            ));
+        }
+        let (back, a3) = self.call(
+            property,
+            &format!("backward_step({next:?}, {b2})"),
+            self.env.backward_step_one(next, b2),
+        )?;
+        if back != prev || a3 != a {
+            return Err(self.fail(
+                property,
+                format!("{mismatch} (equivalent), but backward_step({next:?}, {b2}) = ({back:?}, a={a3})"),
+            ));
         }
         Ok(())
     }

@@ -132,6 +132,13 @@ pub trait Environment: Send + Sync {
         None
     }
 
+    /// The environment's declared state equivalence, if two different rows can stand for the
+    /// same object (see [`StateEquivalence`]); `None` (the default) when states are equal only
+    /// when their rows are. Run-time plugins loaded across the C ABI have none.
+    fn as_state_equivalence(&self) -> Option<&dyn StateEquivalence> {
+        None
+    }
+
     /// A fresh [`Monitor`](crate::Monitor) computing this environment's own evaluation metrics
     /// (the bit-sequence task: `modes_found` and `spearman`); `None` (the default) when it has
     /// none. The trainer asks once per run and feeds it every iteration's terminal states.
@@ -225,6 +232,25 @@ impl SequenceLayout {
         }
         Ok(())
     }
+}
+
+/// Optional capability: an equivalence of states declared by the environment, as a canonical key.
+///
+/// Some environments keep, in a state row, how the object was built (the order in which the
+/// blocks of a molecule were added), while their backward actions follow the object (remove any
+/// leaf block). Removing an earlier block and adding it back then gives another row of the same
+/// object. With this capability [`crate::check_env`] checks the property `step inverts
+/// backward_step` up to the equivalence: for `(s, a) = backward_step(s', b)` and
+/// `(s'', b'') = step(s, a)`, it requires `canonical_key(s'') == canonical_key(s')`, `b''` valid
+/// at `s''`, and `backward_step(s'', b'') == (s, a)` exactly. Every other property, `backward_step
+/// inverts step` included, stays exact.
+pub trait StateEquivalence: Send + Sync {
+    /// The canonical key of one state: two states are equivalent exactly when their keys are
+    /// equal.
+    ///
+    /// # Errors
+    /// An invalid state row.
+    fn canonical_key(&self, state: &[StateValue]) -> Result<Vec<StateValue>>;
 }
 
 /// Optional capability: a bijection between all states and `0..num_states()`.
