@@ -95,3 +95,91 @@ fn soft_agents_reproduce_the_recorded_metrics() {
     });
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Records of a run directory without timing fields.
+fn untimed(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut r = records(&std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap());
+    for m in &mut r {
+        m.remove("wall_seconds");
+        m.remove("ms_per_iteration");
+    }
+    r
+}
+
+/// A checkpoint written by the code before the agents were reorganised (format version 1,
+/// Munchausen DQN with a small network, 20 iterations) either resumes into exactly the run that
+/// never stopped, or is refused with a message naming its format version.
+#[test]
+fn a_checkpoint_of_format_version_1_resumes_or_is_refused_by_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(run.join("checkpoint")).unwrap();
+    let src = fixtures().join("../checkpoint_v1");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "metrics.csv",
+        "summary.json",
+        "model.safetensors",
+        "target.safetensors",
+        "checkpoint/algo.bin",
+        "checkpoint/algo.safetensors",
+        "checkpoint/manifest.json",
+        "checkpoint/trainer.bin",
+    ] {
+        std::fs::copy(src.join(f), run.join(f)).unwrap();
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_softgfn"))
+        .args([
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--iterations",
+            "40",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    if o.status.success() {
+        let full = tmp.path().join("full");
+        let o = Command::new(env!("CARGO_BIN_EXE_softgfn"))
+            .args([
+                "train",
+                "--env",
+                "hypergrid",
+                "--algo",
+                "munchausen_dqn",
+                "--set",
+                "env.dim=2",
+                "--set",
+                "env.side=8",
+                "--set",
+                "algo.hidden_dim=16",
+                "--set",
+                "algo.learning_starts=2",
+                "--iterations",
+                "40",
+                "--seed",
+                "1",
+                "--quiet",
+                "--out",
+                full.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // The stopped run's final record (iteration 20) has no twin in the uninterrupted one; the
+        // records at iteration 0 and at the end (40) must be equal, but for `loss`, a mean over the
+        // iterations since the previous record (20 of them in one run, 40 in the other).
+        let (mut r, mut f) = (untimed(&run), untimed(&full));
+        for m in r.iter_mut().chain(f.iter_mut()) {
+            m.remove("loss");
+        }
+        assert_eq!(r.first(), f.first());
+        assert_eq!(r.last(), f.last());
+        assert_eq!(r.last().unwrap()["iteration"], 40);
+    } else {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("format version 1"), "{err}");
+    }
+}
