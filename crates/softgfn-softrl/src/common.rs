@@ -337,15 +337,11 @@ pub fn push_all(
     state_width: usize,
     priorities: Option<&[f64]>,
 ) -> Result<()> {
-    let shape = buffer.shape();
-    let (w, na, nb) = (state_width, shape.num_actions, shape.num_backward_actions);
+    let w = state_width;
     for i in 0..f.actions.len() {
         let rec = TransitionRecord {
             state: &f.states[i * w..(i + 1) * w],
             next_state: &f.next_states[i * w..(i + 1) * w],
-            forward_mask: &f.forward_masks[i * na..(i + 1) * na],
-            next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
-            next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
             action: f.actions[i],
             backward_action: f.backward_actions[i],
             terminal_log_reward: f.terminal_log_rewards[i],

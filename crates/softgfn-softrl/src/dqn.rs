@@ -680,6 +680,7 @@ impl Algorithm for SoftDqn {
         }
         self.buffer
             .sample(self.cfg.batch_size, ctx.iteration, ctx.rng, &mut self.batch)?;
+        self.batch.fill_masks(ctx.env)?;
         let loss = self.td_pass(ctx.env, false, true, ctx.rng)?;
         if prioritized {
             let idx = std::mem::take(&mut self.batch.indices);

@@ -319,6 +319,7 @@ impl Sac {
     ) -> Result<f64> {
         self.buffer
             .sample(self.cfg.batch_size, iteration, rng, &mut self.batch)?;
+        self.batch.fill_masks(env)?;
         let b = &self.batch;
         let n = b.actions.len();
         let (na, nb) = (self.num_actions, self.num_backward_actions);
