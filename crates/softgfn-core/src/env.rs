@@ -418,6 +418,6 @@ mod tests {
         assert_eq!(integer_row(&[]), "[]");
         assert!(readable_state(&env, &[0]).is_err());
         let shown = Shown(env);
-        assert_eq!(shown.readable(&s).unwrap(), "1 members");
+        assert_eq!(shown.readable(&s).unwrap(), "1 of 3");
     }
 }
