@@ -401,10 +401,8 @@ mod tests {
 
     impl Readable for Shown {
         fn readable(&self, state: &[StateValue]) -> Result<String> {
-            Ok(format!(
-                "{} members",
-                state.iter().filter(|&&v| v != 0).count()
-            ))
+            let size = state.iter().filter(|&&v| v != 0).count();
+            Ok(format!("{size} of {}", self.0.spec().state_width))
         }
     }
 
