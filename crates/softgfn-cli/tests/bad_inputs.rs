@@ -388,7 +388,7 @@ fn table() -> Vec<Row> {
         row(
             "unknown_network",
             train(&["--set", "algo.network=\"cnn\""]),
-            "unknown variant `cnn`, expected `mlp` or `transformer`",
+            "unknown variant `cnn`, expected one of `mlp`, `transformer`, `graph`",
         ),
         row(
             "transformer_heads_not_dividing_d_model",

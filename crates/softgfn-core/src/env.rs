@@ -132,6 +132,13 @@ pub trait Environment: Send + Sync {
         None
     }
 
+    /// How the features and actions read as a graph of typed nodes with typed edges and typed
+    /// action slots ("stems"), for graph models such as the graph policy network; `None` (the
+    /// default) when they do not.
+    fn graph_layout(&self) -> Option<GraphLayout> {
+        None
+    }
+
     /// The environment's declared state equivalence, if two different rows can stand for the
     /// same object (see [`StateEquivalence`]); `None` (the default) when states are equal only
     /// when their rows are. Run-time plugins carry it across the C ABI from version 2 on.
@@ -234,6 +241,128 @@ impl SequenceLayout {
                 self.backward,
                 self.backward.num_actions(self.tokens),
                 spec.num_backward_actions
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Features and actions of an environment read as a graph (the block graph of a molecule).
+///
+/// A state is a graph of at most `max_nodes` **nodes**, each with a type in `0..node_types`;
+/// at most `max_edges` directed **edges** `src -> dst`, each with a pair of end types
+/// `(type_src, type_dst)` in `0..edge_types` (the paper's molecule network: the stem types of
+/// the two atoms a junction joins); and at most `max_stems` **stems**, action slots each on a
+/// node and with a type in `0..stem_types`.
+///
+/// **Features.** The graph is written in the feature vector of [`Environment::encode`] from
+/// index `offset` on, as exact small integers stored as `f32`, each field holding `value + 1`
+/// and `0` where the item is absent:
+///
+/// | Fields | Count | Meaning |
+/// |---|---|---|
+/// | node type + 1 | `max_nodes` | nodes `0..n` present, the rest 0 |
+/// | `(src + 1, dst + 1, type_src + 1, type_dst + 1)` | `4 * max_edges` | edges, absent ones all 0 |
+/// | `(node + 1, type + 1)` | `2 * max_stems` | stems `0..k` present, the rest 0 |
+///
+/// Present nodes and stems come first (nodes `0..n`, stems `0..k`); edges may have gaps.
+///
+/// **Forward actions.** Action `a < graph_actions` is a per-graph action (stop); action
+/// `graph_actions + k * stem_actions + j` is the `j`-th action of stem slot `k`, so
+/// `num_actions = graph_actions + max_stems * stem_actions`.
+///
+/// **Backward actions.** With `node_backward_actions`, backward action `i` acts on node `i`
+/// (removes it) and `num_backward_actions = max_nodes`; otherwise a graph model cannot score
+/// backward actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GraphLayout {
+    /// Index of the first graph field in the feature vector.
+    pub offset: usize,
+    /// Most nodes of a state.
+    pub max_nodes: usize,
+    /// Number of node types.
+    pub node_types: usize,
+    /// Most edges of a state.
+    pub max_edges: usize,
+    /// Number of edge-end types.
+    pub edge_types: usize,
+    /// Most stems (action slots) of a state.
+    pub max_stems: usize,
+    /// Number of stem types.
+    pub stem_types: usize,
+    /// Forward actions per stem.
+    pub stem_actions: usize,
+    /// Per-graph forward actions (numbered first).
+    pub graph_actions: usize,
+    /// Whether backward action `i` acts on node `i`.
+    pub node_backward_actions: bool,
+}
+
+impl GraphLayout {
+    /// Number of feature values the graph takes (from `offset` on).
+    pub fn graph_features(&self) -> usize {
+        self.max_nodes + 4 * self.max_edges + 2 * self.max_stems
+    }
+
+    /// Checks the layout against the environment's spec.
+    ///
+    /// # Errors
+    /// [`CoreError::Structure`] naming the mismatching size.
+    pub fn validate(&self, spec: &EnvSpec) -> Result<()> {
+        let bad = |details: String| {
+            Err(CoreError::Structure {
+                env: spec.name.clone(),
+                property: "graph layout".into(),
+                details,
+            })
+        };
+        for (name, v) in [
+            ("max_nodes", self.max_nodes),
+            ("node_types", self.node_types),
+            ("edge_types", self.edge_types),
+            ("max_stems", self.max_stems),
+            ("stem_types", self.stem_types),
+            ("stem_actions", self.stem_actions),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1, found 0"));
+            }
+        }
+        // Values are stored as exact f32 integers.
+        let limit = 1usize << 24;
+        for (name, v) in [
+            ("max_nodes", self.max_nodes),
+            ("node_types", self.node_types),
+            ("edge_types", self.edge_types),
+            ("max_stems", self.max_stems),
+            ("stem_types", self.stem_types),
+        ] {
+            if v >= limit {
+                return bad(format!(
+                    "{name} = {v} is too large to store exactly in f32 features"
+                ));
+            }
+        }
+        if self.offset + self.graph_features() > spec.feature_dim {
+            return bad(format!(
+                "graph fields {}..{} lie past feature_dim {}",
+                self.offset,
+                self.offset + self.graph_features(),
+                spec.feature_dim
+            ));
+        }
+        let actions = self.graph_actions + self.max_stems * self.stem_actions;
+        if actions != spec.num_actions {
+            return bad(format!(
+                "graph_actions + max_stems * stem_actions = {} + {} * {} = {actions}, the spec \
+                 has {} actions",
+                self.graph_actions, self.max_stems, self.stem_actions, spec.num_actions
+            ));
+        }
+        if self.node_backward_actions && self.max_nodes != spec.num_backward_actions {
+            return bad(format!(
+                "node backward actions need num_backward_actions = max_nodes = {}, found {}",
+                self.max_nodes, spec.num_backward_actions
             ));
         }
         Ok(())

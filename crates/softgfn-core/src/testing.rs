@@ -464,6 +464,10 @@ impl Environment for BrokenEnv {
         self.inner.sequence_layout()
     }
 
+    fn graph_layout(&self) -> Option<crate::GraphLayout> {
+        self.inner.graph_layout()
+    }
+
     fn monitor(&self) -> Option<Box<dyn Monitor>> {
         self.inner.monitor()
     }

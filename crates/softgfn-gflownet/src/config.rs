@@ -14,7 +14,7 @@
 //! | `backward_policy` | `learned` | `learned` (tied head), `uniform`, `tree` | |
 //! | `hidden_dim` | 256 | width of hidden layers | >= 1 |
 //! | `hidden_layers` | 2 | number of hidden layers | >= 1 |
-//! | `network` | `mlp` | `mlp` or `transformer` (token environments such as bitseq) | |
+//! | `network` | `mlp` | `mlp`, `transformer` (token environments such as bitseq) or `graph` (graph environments such as sehfrag; `[algo.network.graph]` for its sizes) | |
 //! | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | transformer sizes, see `softgfn_train::network` | |
 //! | `epsilon` | 0.0 | probability of a uniform random valid action | [0, 1] |
 //! | `temperature` | 1.0 | temperature of the sampling logits | > 0 |
@@ -105,7 +105,7 @@ pub struct TbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,
@@ -184,7 +184,7 @@ pub struct DbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,
@@ -260,7 +260,7 @@ pub struct SubTbConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,

@@ -135,7 +135,7 @@ impl Objective for FlowMatching {
 /// | `log_reg_c` | 2.5e-5 | constant added inside the logarithms of in- and outflows | > 0 |
 /// | `hidden_dim` | 256 | width of hidden layers | >= 1 |
 /// | `hidden_layers` | 2 | number of hidden layers | >= 1 |
-/// | `network` | `mlp` | `mlp` or `transformer` | |
+/// | `network` | `mlp` | `mlp`, `transformer` or `graph` (`[algo.network.graph]` for its sizes) | |
 /// | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | see `softgfn_train::network` | |
 /// | `epsilon` | 0.0 | probability of a uniform random valid action | [0, 1] |
 /// | `temperature` | 1.0 | temperature of the sampling logits | > 0 |
@@ -156,7 +156,7 @@ pub struct FmConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,

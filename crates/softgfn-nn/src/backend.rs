@@ -12,6 +12,7 @@ use dfdx::tensor_ops::{Backward, BroadcastTo, ReshapeTo, SumTo, TryAdd, TryMatMu
 
 use crate::Device;
 use crate::error::backend_err;
+use crate::graph::GraphArch;
 use crate::mlp::MlpArch;
 use crate::model::Backend;
 use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
@@ -35,6 +36,7 @@ pub(crate) type DropoutMasks = Vec<Vec<f32>>;
 pub(crate) enum Arch {
     Mlp(MlpArch),
     Transformer(TransformerArch),
+    Graph(GraphArch),
 }
 
 impl Arch {
@@ -44,6 +46,7 @@ impl Arch {
         match self {
             Arch::Mlp(_) => Vec::new(),
             Arch::Transformer(t) => t.dropout_masks(rows, rng),
+            Arch::Graph(_) => Vec::new(),
         }
     }
 
@@ -61,6 +64,7 @@ impl Arch {
         match self {
             Arch::Mlp(a) => a.run(store, x, rows),
             Arch::Transformer(a) => a.run(store, x, rows, masks),
+            Arch::Graph(a) => a.run(store, x, rows),
         }
     }
 }
@@ -342,6 +346,9 @@ impl<D: NetDevice> NetBackend<D> {
                 ),
                 found: format!("{} values", input.len()),
             });
+        }
+        if let Arch::Graph(g) = &self.arch {
+            g.check_input(input, rows)?;
         }
         Ok(())
     }

@@ -68,6 +68,7 @@
 mod backend;
 mod device;
 mod error;
+mod graph;
 mod io;
 mod mlp;
 mod model;
@@ -83,7 +84,7 @@ pub use io::{load_tensors, save_tensors};
 pub use model::Model;
 pub use outputs::Outputs;
 pub use spec::{
-    AdamConfig, HeadRole, HeadSpec, MlpSpec, NetSpec, OptimizerSpec, ScalarSpec, TokenReadout,
-    TransformerSpec,
+    AdamConfig, GraphSpec, HeadRole, HeadSpec, MlpSpec, NetSpec, OptimizerSpec, ScalarSpec,
+    TokenReadout, TransformerSpec,
 };
 pub use tensors::{NamedTensor, OptimizerState};

@@ -8,8 +8,8 @@ use std::path::Path;
 use crate::backend::NetBackend;
 use crate::params::ParamMeta;
 use crate::{
-    Device, MlpSpec, NamedTensor, NetSpec, NnError, OptimizerSpec, OptimizerState, Outputs,
-    TransformerSpec,
+    Device, GraphSpec, MlpSpec, NamedTensor, NetSpec, NnError, OptimizerSpec, OptimizerState,
+    Outputs, TransformerSpec,
 };
 
 /// What a network implementation offers; one implementation per (architecture, device type).
@@ -95,7 +95,23 @@ impl Model {
         Self::new(&NetSpec::Transformer(spec.clone()), optimizer, device, rng)
     }
 
-    /// Builds any architecture ([`Model::mlp`], [`Model::transformer`]).
+    /// Builds the graph network (see [`GraphSpec`]) with PyTorch-default initialization drawn
+    /// from `rng`: embeddings N(0, 1), linear layers and the GRU uniform in
+    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in))` (fan-in `2 * width` for both halves of the stem
+    /// readout's first layer). The same seed gives bitwise the same parameters.
+    ///
+    /// # Errors
+    /// As [`Model::mlp`].
+    pub fn graph(
+        spec: &GraphSpec,
+        optimizer: &OptimizerSpec,
+        device: Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Model, NnError> {
+        Self::new(&NetSpec::Graph(spec.clone()), optimizer, device, rng)
+    }
+
+    /// Builds any architecture ([`Model::mlp`], [`Model::transformer`], [`Model::graph`]).
     ///
     /// # Errors
     /// As [`Model::mlp`].
@@ -110,6 +126,7 @@ impl Model {
         let layout = match spec {
             NetSpec::Mlp(s) => crate::mlp::layout(s, optimizer, rng)?,
             NetSpec::Transformer(s) => crate::transformer::layout(s, optimizer, rng)?,
+            NetSpec::Graph(s) => crate::graph::layout(s, optimizer, rng)?,
         };
         device.check_available()?;
         let backend = crate::device::with_device!(device, dev => {

@@ -289,6 +289,120 @@ impl TransformerSpec {
     }
 }
 
+/// The graph policy network of the paper's molecule experiments (GraphAgent v4 of Bengio et al.
+/// 2021 as Tiapkin et al. 2024 run it), over graphs written in the input row as
+/// `softgfn_core::GraphLayout` describes: from index `offset`, `max_nodes` node-type codes,
+/// `4 * max_edges` edge codes `(src, dst, type_src, type_dst)` and `2 * max_stems` stem codes
+/// `(node, type)`, each field `value + 1` and 0 when absent. Other input values are ignored.
+///
+/// With `lrelu` the leaky ReLU (slope 0.01) and `width` = `w`:
+///
+/// ```text
+/// out = block2emb(node_embedding[type])        block2emb = Linear(w,w) -> lrelu -> Linear(w,w)
+/// h = out
+/// repeat steps:
+///     msg_e = (h[src_e] . edge_embedding[type_src_e]) * edge_embedding[type_dst_e]
+///     m_i   = lrelu(mean_{e into i} msg_e + conv.root(h_i))       (0 without incoming edges)
+///     h     = GRUCell(m, h)
+/// stem k:  stem2pred([h[node_k], stem_embedding[type_k]])    Linear(2w,w) -> lrelu -> Linear(w,w) -> lrelu -> head
+/// graph:   global2pred(mean_i h_i)                           Linear(w,w) -> lrelu -> head
+/// ```
+///
+/// This is the paper's NNConv with an identity edge network: the edge weight is the outer
+/// product of the two end embeddings, so a message is a dot product times a vector. Edges are
+/// directed; a node without incoming edges gets no messages.
+///
+/// Heads by role: a [`HeadRole::ForwardActions`] head has `graph_actions` per-graph outputs
+/// (from the graph readout) followed by `stem_actions` per stem slot (from the stem readout),
+/// `graph_actions + max_stems * stem_actions` in all, 0 at absent stems; a
+/// [`HeadRole::Pooled`] head reads the graph readout; a [`HeadRole::BackwardActions`] head has
+/// one output per node slot (a linear map of the node's state, 0 at absent nodes). Each head has
+/// its own last linear layer; the layers before it are shared (group `torso`).
+///
+/// The computation is in `f32` (the paper's network is `float64`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphSpec {
+    /// Features per input row.
+    pub input_dim: usize,
+    /// Index of the first graph field in a row.
+    pub offset: usize,
+    /// Node slots per graph.
+    pub max_nodes: usize,
+    /// Number of node types.
+    pub node_types: usize,
+    /// Edge slots per graph.
+    pub max_edges: usize,
+    /// Number of edge-end types.
+    pub edge_types: usize,
+    /// Stem slots per graph.
+    pub max_stems: usize,
+    /// Number of stem types.
+    pub stem_types: usize,
+    /// Forward outputs per stem.
+    pub stem_actions: usize,
+    /// Per-graph forward outputs (first in a forward head).
+    pub graph_actions: usize,
+    /// Width of every hidden vector.
+    pub width: usize,
+    /// Message-passing steps.
+    pub steps: usize,
+    /// Output heads, in output order (at least one).
+    pub heads: Vec<HeadSpec>,
+    /// Learned scalars, in order.
+    pub scalars: Vec<ScalarSpec>,
+}
+
+impl GraphSpec {
+    /// Number of input values the graph fields take (from `offset` on).
+    pub fn graph_features(&self) -> usize {
+        self.max_nodes + 4 * self.max_edges + 2 * self.max_stems
+    }
+
+    /// Checks sizes, names and that every head has its role's width.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidSpec`] naming the offending field or head.
+    pub fn validate(&self) -> Result<(), NnError> {
+        let bad = |m: String| Err(NnError::InvalidSpec(m));
+        for (name, v) in [
+            ("max_nodes", self.max_nodes),
+            ("node_types", self.node_types),
+            ("edge_types", self.edge_types),
+            ("max_stems", self.max_stems),
+            ("stem_types", self.stem_types),
+            ("stem_actions", self.stem_actions),
+            ("width", self.width),
+        ] {
+            if v == 0 {
+                return bad(format!("graph {name} must be at least 1, found 0"));
+            }
+        }
+        if self.offset + self.graph_features() > self.input_dim {
+            return bad(format!(
+                "graph fields {}..{} lie past input_dim {}",
+                self.offset,
+                self.offset + self.graph_features(),
+                self.input_dim
+            ));
+        }
+        validate_heads(&self.heads, &self.scalars)?;
+        for h in &self.heads {
+            let want = match h.role {
+                HeadRole::Pooled => continue,
+                HeadRole::ForwardActions => self.graph_actions + self.max_stems * self.stem_actions,
+                HeadRole::BackwardActions => self.max_nodes,
+            };
+            if h.dim != want {
+                return bad(format!(
+                    "head `{}` ({:?}) must have {want} outputs for this graph layout, found {}",
+                    h.name, h.role, h.dim
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Any network architecture a [`Model`](crate::Model) can be built from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetSpec {
@@ -296,6 +410,8 @@ pub enum NetSpec {
     Mlp(MlpSpec),
     /// A transformer encoder over tokens.
     Transformer(TransformerSpec),
+    /// The graph policy network.
+    Graph(GraphSpec),
 }
 
 impl NetSpec {
@@ -304,6 +420,7 @@ impl NetSpec {
         match self {
             NetSpec::Mlp(s) => s.input_dim,
             NetSpec::Transformer(s) => s.input_dim(),
+            NetSpec::Graph(s) => s.input_dim,
         }
     }
 
@@ -312,6 +429,7 @@ impl NetSpec {
         match self {
             NetSpec::Mlp(s) => &s.heads,
             NetSpec::Transformer(s) => &s.heads,
+            NetSpec::Graph(s) => &s.heads,
         }
     }
 
@@ -320,6 +438,7 @@ impl NetSpec {
         match self {
             NetSpec::Mlp(s) => &s.scalars,
             NetSpec::Transformer(s) => &s.scalars,
+            NetSpec::Graph(s) => &s.scalars,
         }
     }
 
@@ -336,6 +455,7 @@ impl NetSpec {
         match self {
             NetSpec::Mlp(s) => s.validate(),
             NetSpec::Transformer(s) => s.validate(),
+            NetSpec::Graph(s) => s.validate(),
         }
     }
 }

@@ -75,7 +75,7 @@ pub const TARGET_FILE: &str = "target.safetensors";
 /// | `naive_learned_backward` | false | the paper's naive learned P_B (gradient through the target) | |
 /// | `hidden_dim` | 256 | hidden width | >= 1 |
 /// | `hidden_layers` | 2 | hidden layers | >= 1 |
-/// | `network` | `mlp` | `mlp` or `transformer` (Q = the joint token readout) | |
+/// | `network` | `mlp` | `mlp`, `transformer` (Q = the joint token readout) or `graph` (`[algo.network.graph]` for its sizes) | |
 /// | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | see `softgfn_train::network` | |
 /// | `epsilon` | 0.0 | initial uniform-action probability | [0, 1] |
 /// | `epsilon_final` | 0.0 | final uniform-action probability | [0, 1] |
@@ -137,7 +137,7 @@ pub struct SoftDqnConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,

@@ -61,7 +61,7 @@ const Q2: usize = 2;
 /// | `backward_policy` | `uniform` | fixed P_B; `learned` needs `naive_learned_backward` | |
 /// | `naive_learned_backward` | false | the paper code's learned tied P_B (naive mode) | |
 /// | `hidden_dim`, `hidden_layers` | 256, 2 | shared torso | >= 1 |
-/// | `network` | `mlp` | `mlp` or `transformer` | |
+/// | `network` | `mlp` | `mlp`, `transformer` or `graph` (`[algo.network.graph]` for its sizes) | |
 /// | `transformer.*` | 3 layers, d 64, 8 heads, ff 64, dropout 0.1 | see `softgfn_train::network` | |
 /// | `epsilon`, `epsilon_final`, `epsilon_horizon` | 0, 0, 62500 | uniform-action probability schedule | [0, 1] |
 /// | `temperature` | 1.0 | sampling temperature | > 0 |
@@ -110,7 +110,7 @@ pub struct SacConfig {
     pub hidden_dim: usize,
     /// Hidden layers.
     pub hidden_layers: usize,
-    /// Network architecture: `mlp` or `transformer`.
+    /// Network architecture: `mlp`, `transformer` or `graph` (with its sizes).
     pub network: NetworkKind,
     /// Transformer sizes (used when `network = "transformer"`).
     pub transformer: TransformerConfig,

@@ -248,6 +248,8 @@ fn coerce_types(defaults: &toml::Table, user: &mut toml::Table, section: &str) -
                     coerce_types(dt, ut, &format!("{section}.{k}"))?;
                 }
             }
+            // `network` is a string or, for the graph network's sizes, a table.
+            (toml::Value::String(_), toml::Value::Table(_)) if k == "network" => {}
             (d, v) if d.type_str() != v.type_str() => {
                 return Err(TrainError::Config {
                     section: Some(section.into()),

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use softgfn_core::registry::parse_params;
 use softgfn_core::{
-    CoreError, EnvSpec, Environment, Monitor, Readable, Result, StateEquivalence, StateValue,
+    CoreError, EnvSpec, Environment, GraphLayout, Monitor, Readable, Result, StateEquivalence,
+    StateValue,
 };
 
 use crate::NAME;
@@ -14,7 +15,7 @@ use crate::assemble::Molecule;
 use crate::canon::{Symmetries, canonical_key};
 use crate::config::{SehfragConfig, invalid};
 use crate::proxy::{Proxy, ProxyScratch};
-use crate::state::{MAX_STEMS_LIMIT, Mol, flat_action, split_action};
+use crate::state::{MAX_STEMS_LIMIT, Mol, Stems, flat_action, split_action};
 use crate::table::{BlockTable, NUM_BLOCKS};
 
 /// Molecules scored per proxy batch.
@@ -86,8 +87,7 @@ impl Sehfrag {
             state_width: Mol::width(mb),
             num_actions: 1 + max_stems * NUM_BLOCKS,
             num_backward_actions: mb,
-            feature_dim: mb * (NUM_BLOCKS + mb + table.max_slots)
-                + max_stems * (mb + table.max_slots),
+            feature_dim: one_hot_dim(mb, table.max_slots, max_stems) + graph_dim(mb, max_stems),
             max_trajectory_length: mb,
             exit_action: Some(0),
         };
@@ -292,6 +292,46 @@ impl Sehfrag {
             &self.parse(row)?,
             true,
         ))
+    }
+
+    /// Writes the graph fields of [`Environment::graph_layout`] for one molecule: the paper's
+    /// `mol2graph` (spec 4). Node `j` is the block at position `j` with its true-block index;
+    /// the edge of position `j >= 1` runs from its parent to it, typed by the stem types of the
+    /// two junction atoms; the stems are the open stems in the paper's order with their stem
+    /// types. The empty state is one node of type `num_true_blocks` with one stem of type
+    /// `num_stem_types` (the paper's dummy), and a molecule without open stems has that dummy
+    /// stem on node 0. Fields hold `value + 1`, 0 when absent.
+    fn write_graph(&self, mol: &Mol, stems: &Stems, out: &mut [f32]) {
+        let t = &self.table;
+        let mb = self.config.max_blocks;
+        let (nodes, rest) = out.split_at_mut(mb);
+        let (edges, stem_out) = rest.split_at_mut(4 * (mb - 1));
+        let code = |v: usize| (v + 1) as f32;
+        if mol.n == 0 {
+            nodes[0] = code(t.num_true_blocks);
+        }
+        for j in 0..mol.n {
+            let b = mol.block[j] as usize;
+            nodes[j] = code(t.blocks[b].true_block);
+            if j > 0 {
+                let p = mol.parent[j] as usize;
+                let (pa, ca) = mol.junction_atoms(t, j);
+                let e = &mut edges[4 * (j - 1)..4 * j];
+                e[0] = code(p);
+                e[1] = code(j);
+                e[2] = code(t.stem_type(mol.block[p] as usize, pa));
+                e[3] = code(t.stem_type(b, ca));
+            }
+        }
+        if stems.is_empty() {
+            stem_out[0] = code(0);
+            stem_out[1] = code(t.num_stem_types);
+        }
+        for (k, &(p, s)) in stems.as_slice().iter().enumerate().take(self.max_stems) {
+            let atom = t.blocks[mol.block[p as usize] as usize].block_r[s as usize];
+            stem_out[2 * k] = code(p as usize);
+            stem_out[2 * k + 1] = code(t.stem_type(mol.block[p as usize] as usize, atom));
+        }
     }
 
     fn check_rows(
@@ -532,19 +572,32 @@ impl Environment for Sehfrag {
                 }
             }
             let base = mb * per_block;
-            for (k, &(p, s)) in mol
-                .stems(&self.table)
-                .as_slice()
-                .iter()
-                .enumerate()
-                .take(self.max_stems)
-            {
+            let stems = mol.stems(&self.table);
+            for (k, &(p, s)) in stems.as_slice().iter().enumerate().take(self.max_stems) {
                 let f = &mut o[base + k * (mb + ms)..base + (k + 1) * (mb + ms)];
                 f[p as usize] = 1.0;
                 f[mb + s as usize] = 1.0;
             }
+            let graph_at = one_hot_dim(mb, ms, self.max_stems);
+            self.write_graph(&mol, &stems, &mut o[graph_at..]);
         }
         Ok(())
+    }
+
+    fn graph_layout(&self) -> Option<GraphLayout> {
+        let mb = self.config.max_blocks;
+        Some(GraphLayout {
+            offset: one_hot_dim(mb, self.table.max_slots, self.max_stems),
+            max_nodes: mb,
+            node_types: self.table.num_true_blocks + 1,
+            max_edges: mb - 1,
+            edge_types: self.table.num_stem_types,
+            max_stems: self.max_stems,
+            stem_types: self.table.num_stem_types + 1,
+            stem_actions: NUM_BLOCKS,
+            graph_actions: 1,
+            node_backward_actions: true,
+        })
     }
 
     fn as_state_equivalence(&self) -> Option<&dyn StateEquivalence> {
@@ -589,4 +642,14 @@ impl StateEquivalence for Sehfrag {
     fn canonical_key(&self, state: &[StateValue]) -> Result<Vec<StateValue>> {
         self.canonical_key_of(state)
     }
+}
+
+/// Length of the one-hot part of the features.
+fn one_hot_dim(max_blocks: usize, max_slots: usize, max_stems: usize) -> usize {
+    max_blocks * (NUM_BLOCKS + max_blocks + max_slots) + max_stems * (max_blocks + max_slots)
+}
+
+/// Length of the graph part of the features ([`GraphLayout::graph_features`]).
+fn graph_dim(max_blocks: usize, max_stems: usize) -> usize {
+    max_blocks + 4 * (max_blocks - 1) + 2 * max_stems
 }

@@ -17,6 +17,7 @@
 //! | backward action (`max_blocks`) | `j` removes the leaf block at position `j` (the paper's parents: every leaf, the first block included; 1 for a single block), re-indexing the later blocks |
 //! | uniform `P_B` | `1 / #leaf blocks`, exactly the paper's `P_B` (spec 1.5) |
 //! | `step` / `backward_step` | `step` returns the new block's position; `backward_step` returns the paper's parent action (the first block comes back through the translation table) |
+//! | graph ([`Environment::graph_layout`](softgfn_core::Environment::graph_layout)) | the paper's `mol2graph`: blocks as nodes typed by SMILES class, junctions as edges typed by their two stem types, open stems as action slots; written after the one-hot features |
 //! | equivalence | two rows are the same molecule when their block graphs are isomorphic ([`canon`]); `check_env` checks `step` after `backward_step` up to it |
 //! | reward | `log R = reward_exp * ln(max(s, r_min) / reward_norm)` with `s` the proxy score (defaults 10, 8, 0.1) |
 //!
