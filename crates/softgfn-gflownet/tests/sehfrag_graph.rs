@@ -102,18 +102,29 @@ impl Environment for Tracked {
 }
 
 /// Trains `algo` on sehfrag with the reduced graph network and returns the records.
-pub fn train(algo: &str, iterations: u64, interval: u64, extra: &[&str]) -> Vec<EvalRecord> {
+fn train(algo: &str, iterations: u64, interval: u64, extra: &[&str]) -> Vec<EvalRecord> {
+    train_with(algo, iterations, interval, extra, true)
+}
+
+/// [`train`], with or without the `backward_policy` key (FM has none).
+fn train_with(
+    algo: &str,
+    iterations: u64,
+    interval: u64,
+    extra: &[&str],
+    backward_key: bool,
+) -> Vec<EvalRecord> {
     let mut table = toml::Table::new();
-    for kv in [
+    let mut base = vec![
         "env.name=\"sehfrag\"",
         "seed=3",
         "algo.network.graph.width=32",
         "algo.network.graph.steps=3",
-        "algo.backward_policy=\"uniform\"",
-    ]
-    .iter()
-    .chain(extra)
-    {
+    ];
+    if backward_key {
+        base.push("algo.backward_policy=\"uniform\"");
+    }
+    for kv in base.iter().chain(extra) {
         apply_override(&mut table, kv).unwrap();
     }
     apply_override(&mut table, &format!("algo.name=\"{algo}\"")).unwrap();
@@ -147,4 +158,39 @@ fn tb_with_a_small_graph_network_raises_the_log_reward_of_samples() {
         last - first > 4.0,
         "mean log R of sampled molecules rose from {first:.2} to {last:.2} only"
     );
+}
+
+/// Milliseconds per iteration (median) of TB, DB, SubTB and FM at the paper's molecule settings
+/// (4 trajectories per iteration) with the paper-size (256 wide, 10 steps) and the reduced
+/// graph network. A measurement, not a check: `cargo test --release -p softgfn-gflownet --test
+/// sehfrag_graph -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing measurement (about 2 minutes)"]
+fn timing_at_the_paper_settings() {
+    for (label, size) in [
+        (
+            "paper size",
+            [
+                "algo.network.graph.width=256",
+                "algo.network.graph.steps=10",
+            ],
+        ),
+        (
+            "32 wide, 3 steps",
+            ["algo.network.graph.width=32", "algo.network.graph.steps=3"],
+        ),
+    ] {
+        for algo in ["tb", "db", "subtb", "fm"] {
+            let extra = [
+                size[0],
+                size[1],
+                "algo.trajectories_per_iteration=4",
+                "algo.learning_rate=0.0005",
+                "algo.epsilon=0.05",
+            ];
+            let records = train_with(algo, 12, 12, &extra, algo != "fm");
+            let ms = records.last().unwrap().ms_per_iteration.unwrap();
+            eprintln!("{label}: {algo} {ms:.0} ms/iteration");
+        }
+    }
 }

@@ -103,7 +103,7 @@ impl Environment for Tracked {
 }
 
 /// Trains `algo` on sehfrag with the reduced graph network and returns the records.
-pub fn train(algo: &str, iterations: u64, interval: u64, extra: &[&str]) -> Vec<EvalRecord> {
+fn train(algo: &str, iterations: u64, interval: u64, extra: &[&str]) -> Vec<EvalRecord> {
     let mut table = toml::Table::new();
     for kv in [
         "env.name=\"sehfrag\"",
@@ -168,4 +168,53 @@ fn munchausen_dqn_with_a_small_graph_network_raises_the_log_reward_of_samples() 
         last - first > 3.0,
         "mean log R of sampled molecules rose from {first:.2} to {last:.2} only"
     );
+}
+
+/// Milliseconds per iteration (median) of Munchausen DQN at the paper's molecule settings (4
+/// trajectories per iteration, a 256-transition batch per update, dueling, PER, soft target
+/// updates) once learning has started, with the paper-size (256 wide, 10 steps) and the reduced
+/// graph network. A measurement, not a check: `cargo test --release -p softgfn-softrl --test
+/// sehfrag_graph -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing measurement (about a minute)"]
+fn timing_at_the_paper_settings() {
+    for (label, size) in [
+        (
+            "paper size",
+            [
+                "algo.network.graph.width=256",
+                "algo.network.graph.steps=10",
+            ],
+        ),
+        (
+            "32 wide, 3 steps",
+            ["algo.network.graph.width=32", "algo.network.graph.steps=3"],
+        ),
+    ] {
+        let records = train(
+            "munchausen_dqn",
+            12,
+            12,
+            &[
+                size[0],
+                size[1],
+                "algo.dueling=true",
+                "algo.learning_rate=0.0005",
+                "algo.trajectories_per_iteration=4",
+                "algo.batch_size=256",
+                "algo.per_alpha=0.9",
+                "algo.per_beta=0.1",
+                "algo.per_beta_final=0.1",
+                "algo.per_apply_weights=true",
+                "algo.per_new_priority=\"max\"",
+                "algo.tau=0.1",
+                "algo.munchausen_clip_min=-2500.0",
+                "algo.epsilon=0.05",
+                "algo.epsilon_final=0.05",
+                "algo.learning_starts=2",
+            ],
+        );
+        let ms = records.last().unwrap().ms_per_iteration.unwrap();
+        eprintln!("{label}: munchausen_dqn {ms:.0} ms/iteration");
+    }
 }
