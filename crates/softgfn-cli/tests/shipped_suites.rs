@@ -8,6 +8,7 @@ use softgfn_bitseq as _;
 use softgfn_gflownet as _;
 use softgfn_hypergrid as _;
 use softgfn_molstr as _;
+use softgfn_sehfrag as _;
 use softgfn_softrl as _;
 
 #[test]
