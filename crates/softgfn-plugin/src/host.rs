@@ -342,8 +342,9 @@ impl Plugin {
 /// An environment instance inside a loaded plugin, used through the ABI.
 ///
 /// The ABI carries the batched calls only: a plugin environment keeps the defaults of the
-/// optional `Environment::sequence_layout` and `Environment::monitor` (`None`), so runs on it
-/// record no environment-specific metrics such as `modes_found`.
+/// optional `Environment::sequence_layout`, `Environment::graph_layout` and
+/// `Environment::monitor` (`None`), so runs on it use neither the transformer nor the graph
+/// network and record no environment-specific metrics such as `modes_found`.
 pub struct PluginEnv {
     plugin: Arc<Plugin>,
     handle: *mut SgEnv,
