@@ -1483,7 +1483,7 @@ fn table() -> Vec<Row> {
                 "envs",
                 "list",
             ]),
-            "uses plugin ABI version 2, but this softgfn uses plugin ABI version 1",
+            "uses plugin ABI version 3, but this softgfn uses plugin ABI version 2 (and loads versions 1 to 2)",
         ),
         row(
             "plugin_with_a_malformed_manifest",

@@ -263,7 +263,7 @@ fn every_broken_plugin_gives_its_error_and_no_crash() {
     let cases = [
         (
             "softgfn-plugin-fixture-wrong-abi",
-            "plugin <PATH> uses plugin ABI version 2, but this softgfn uses plugin ABI version 1: rebuild the plugin against softgfn-plugin 0.1.0",
+            "plugin <PATH> uses plugin ABI version 3, but this softgfn uses plugin ABI version 2 (and loads versions 1 to 2): rebuild the plugin against softgfn-plugin 0.1.0",
         ),
         (
             "softgfn-plugin-fixture-not-a-plugin",
@@ -393,7 +393,7 @@ fn a_bare_name_from_a_plugin_and_a_built_in_is_the_duplicate_error() {
 }
 
 #[test]
-fn the_sehfrag_plugin_trains_but_its_check_lacks_the_state_equivalence() {
+fn the_sehfrag_plugin_trains_and_passes_its_check() {
     let path = lib("softgfn-sehfrag");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("m");
@@ -411,16 +411,20 @@ fn the_sehfrag_plugin_trains_but_its_check_lacks_the_state_equivalence() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("metrics.jsonl").exists());
-    // The C ABI carries no state equivalence: the paper's parents of an earlier leaf re-add it
-    // last, an equivalent molecule in another row, which the exact check rejects. The built-in
-    // environment declares the equivalence and passes.
-    let o = softgfn(&["plugins", "check", &path]);
-    assert!(!o.status.success());
-    assert!(
-        stdout(&o).contains("property `step inverts backward_step` violated"),
-        "{}",
-        stdout(&o)
-    );
+    // ABI version 2 carries the state equivalence (the paper's parents of an earlier leaf re-add
+    // it last, an equivalent molecule in another row): the check passes through the plugin as it
+    // does on the built-in environment.
+    let o = softgfn(&["plugins", "check", &path, "--rollouts", "8"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("passed"), "{}", stdout(&o));
     let o = softgfn(&["check-env", "--env", "sehfrag", "--rollouts", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_plugin_of_abi_version_1_still_loads_and_checks() {
+    let path = lib("softgfn-plugin-fixture-abi-v1");
+    let o = softgfn(&["plugins", "check", &path]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("set-v1"), "{}", stdout(&o));
 }

@@ -141,8 +141,14 @@ pub trait Environment: Send + Sync {
 
     /// The environment's declared state equivalence, if two different rows can stand for the
     /// same object (see [`StateEquivalence`]); `None` (the default) when states are equal only
-    /// when their rows are. Run-time plugins loaded across the C ABI have none.
+    /// when their rows are. Run-time plugins carry it across the C ABI from version 2 on.
     fn as_state_equivalence(&self) -> Option<&dyn StateEquivalence> {
+        None
+    }
+
+    /// The readable form of states for people (see [`Readable`]); `None` (the default) when the
+    /// environment has none, and [`readable_state`] shows the integer row instead.
+    fn as_readable(&self) -> Option<&dyn Readable> {
         None
     }
 
@@ -382,6 +388,47 @@ pub trait StateEquivalence: Send + Sync {
     fn canonical_key(&self, state: &[StateValue]) -> Result<Vec<StateValue>>;
 }
 
+/// Optional capability: a readable form of a state for people (a hypergrid's coordinates, a bit
+/// string, a molecule string, a set).
+///
+/// The text is for display and files (`softgfn sample`): one line, no tabs. It need not be
+/// parseable back into a row.
+pub trait Readable: Send + Sync {
+    /// The readable form of one state row.
+    ///
+    /// # Errors
+    /// An invalid state row.
+    fn readable(&self, state: &[StateValue]) -> Result<String>;
+}
+
+/// The readable form of one state: the environment's [`Readable`] text, or the integer row
+/// (`[3, 0, 5]`) when it has none.
+///
+/// # Errors
+/// A row of the wrong width, or the environment's error for an invalid row.
+pub fn readable_state(env: &dyn Environment, state: &[StateValue]) -> Result<String> {
+    let spec = env.spec();
+    spec.check_len("state", 1, spec.state_width, state.len())?;
+    match env.as_readable() {
+        Some(r) => r.readable(state),
+        None => Ok(integer_row(state)),
+    }
+}
+
+/// The integer form of a state row: `[3, 0, 5]`.
+pub fn integer_row(state: &[StateValue]) -> String {
+    let mut out = String::with_capacity(2 + 4 * state.len());
+    out.push('[');
+    for (i, v) in state.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&v.to_string());
+    }
+    out.push(']');
+    out
+}
+
 /// Optional capability: a bijection between all states and `0..num_states()`.
 ///
 /// It powers exact answers (target distribution, flows, the exact terminal distribution of a
@@ -472,4 +519,32 @@ pub fn is_terminal_mask(spec: &EnvSpec, mask: &[bool]) -> bool {
 #[inline]
 pub fn is_dead_end(mask: &[bool]) -> bool {
     !mask.iter().any(|&v| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SetEnv;
+
+    struct Shown(SetEnv);
+
+    impl Readable for Shown {
+        fn readable(&self, state: &[StateValue]) -> Result<String> {
+            let size = state.iter().filter(|&&v| v != 0).count();
+            Ok(format!("{size} of {}", self.0.spec().state_width))
+        }
+    }
+
+    #[test]
+    fn readable_state_falls_back_to_the_integer_row() {
+        let env = SetEnv::new(vec![0.5, 1.0, 2.0]);
+        let s = env.step_one(&env.initial_row(), 1).unwrap().0;
+        assert!(env.as_readable().is_none());
+        assert_eq!(readable_state(&env, &s).unwrap(), integer_row(&s));
+        assert_eq!(integer_row(&[3, 0, -5]), "[3, 0, -5]");
+        assert_eq!(integer_row(&[]), "[]");
+        assert!(readable_state(&env, &[0]).is_err());
+        let shown = Shown(env);
+        assert_eq!(shown.readable(&s).unwrap(), "1 of 3");
+    }
 }

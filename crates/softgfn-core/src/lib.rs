@@ -47,8 +47,8 @@ pub mod trajectory;
 pub use backward::{BackwardPolicy, BackwardPolicyKind, TreeBackward, UniformBackward};
 pub use check::{CheckOptions, CheckReport, check_env, check_env_with};
 pub use env::{
-    Enumerable, EnvSpec, Environment, EnvironmentExt, GraphLayout, SequenceLayout,
-    StateEquivalence, StateValue, TokenActions,
+    Enumerable, EnvSpec, Environment, EnvironmentExt, GraphLayout, Readable, SequenceLayout,
+    StateEquivalence, StateValue, TokenActions, integer_row, readable_state,
 };
 pub use error::{CoreError, Result};
 pub use monitor::{LogPf, Monitor};

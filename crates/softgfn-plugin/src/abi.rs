@@ -5,7 +5,9 @@
 //!
 //! Protocol:
 //! 1. the host reads [`SYM_ABI_VERSION`] (a library without it is not a softgfn plugin) and
-//!    compares it with [`ABI_VERSION`]; nothing else is touched when they differ;
+//!    compares it with [`ABI_VERSION`]; a plugin of version [`OLDEST_ABI_VERSION`]..=
+//!    [`ABI_VERSION`] loads (the symbols of its version are resolved, see [`symbols_of`]), any
+//!    other number is refused and nothing else is touched;
 //! 2. it reads the manifest ([`SYM_MANIFEST`], JSON text, see [`crate::Manifest`]);
 //! 3. it creates environment instances from JSON parameter text ([`SYM_CREATE`]) and calls the
 //!    batched entry points on them; [`SYM_DESTROY`] frees an instance.
@@ -36,11 +38,31 @@
 //! | `softgfn_plugin_num_states` | `int32_t (const SgEnv *h, bool *enumerable, uint64_t *out, char **err)` |
 //! | `softgfn_plugin_state_index` | `int32_t (const SgEnv *h, const int32_t *s, size_t s_len, uint64_t *out, size_t out_len, char **err)` |
 //! | `softgfn_plugin_states_from_index` | `int32_t (const SgEnv *h, const uint64_t *i, size_t i_len, int32_t *out, size_t out_len, char **err)` |
+//! | *version 2:* | |
+//! | `softgfn_plugin_capabilities` | `int32_t (const SgEnv *h, uint64_t *out, char **err)` |
+//! | `softgfn_plugin_readable` | `int32_t (const SgEnv *h, const int32_t *s, size_t s_len, char **text, char **err)` |
+//! | `softgfn_plugin_canonical_key` | `int32_t (const SgEnv *h, const int32_t *s, size_t s_len, int32_t *out, size_t out_cap, size_t *out_len, char **err)` |
+//!
+//! Version 2 adds the optional capabilities of an environment. `capabilities` returns a bit set
+//! ([`CAP_READABLE`], [`CAP_STATE_EQUIVALENCE`]); `readable` returns the readable form of one
+//! state (a plugin-owned string); `canonical_key` writes the canonical key of one state into
+//! `out` when it fits in `out_cap` values and always stores its length in `*out_len` (the host
+//! calls again with a larger buffer when it did not fit). A version-1 plugin has none of the
+//! three: the host treats it as having no optional capability (the integer row is shown for a
+//! state; states are equal only when their rows are).
 
 use std::ffi::c_char;
 
-/// The version of this ABI. A host loads only plugins that report the same number.
-pub const ABI_VERSION: u32 = 1;
+/// The version of this ABI (what [`crate::export_plugin!`] exports).
+pub const ABI_VERSION: u32 = 2;
+
+/// The oldest ABI version a host still loads (without the entry points added since).
+pub const OLDEST_ABI_VERSION: u32 = 1;
+
+/// Capability bit: the environment has a readable form of its states (`softgfn_plugin_readable`).
+pub const CAP_READABLE: u64 = 1 << 0;
+/// Capability bit: the environment declares a state equivalence (`softgfn_plugin_canonical_key`).
+pub const CAP_STATE_EQUIVALENCE: u64 = 1 << 1;
 
 /// The call succeeded.
 pub const STATUS_OK: i32 = 0;
@@ -179,6 +201,28 @@ pub type StatesFromIndexFn = unsafe extern "C" fn(
     err: *mut *mut c_char,
 ) -> i32;
 
+/// `softgfn_plugin_capabilities` (version 2).
+pub type CapabilitiesFn =
+    unsafe extern "C" fn(handle: *const SgEnv, out: *mut u64, err: *mut *mut c_char) -> i32;
+/// `softgfn_plugin_readable` (version 2).
+pub type ReadableFn = unsafe extern "C" fn(
+    handle: *const SgEnv,
+    state: *const i32,
+    state_len: usize,
+    text: *mut *mut c_char,
+    err: *mut *mut c_char,
+) -> i32;
+/// `softgfn_plugin_canonical_key` (version 2).
+pub type CanonicalKeyFn = unsafe extern "C" fn(
+    handle: *const SgEnv,
+    state: *const i32,
+    state_len: usize,
+    out: *mut i32,
+    out_cap: usize,
+    out_len: *mut usize,
+    err: *mut *mut c_char,
+) -> i32;
+
 /// Symbol name of the ABI version (read first).
 pub const SYM_ABI_VERSION: &str = "softgfn_plugin_abi_version";
 /// Symbol name of the manifest.
@@ -214,8 +258,31 @@ pub const SYM_STATE_INDEX: &str = "softgfn_plugin_state_index";
 /// Symbol name of `states_from_index`.
 pub const SYM_STATES_FROM_INDEX: &str = "softgfn_plugin_states_from_index";
 
+/// Symbol name of `capabilities` (version 2).
+pub const SYM_CAPABILITIES: &str = "softgfn_plugin_capabilities";
+/// Symbol name of `readable` (version 2).
+pub const SYM_READABLE: &str = "softgfn_plugin_readable";
+/// Symbol name of `canonical_key` (version 2).
+pub const SYM_CANONICAL_KEY: &str = "softgfn_plugin_canonical_key";
+
+/// The symbols version 2 added to version 1.
+pub const SYMBOLS_ADDED_IN_V2: &[&str] = &[SYM_CAPABILITIES, SYM_READABLE, SYM_CANONICAL_KEY];
+
+/// Every symbol of ABI version `version` (empty for a version this host does not know).
+pub fn symbols_of(version: u32) -> Vec<&'static str> {
+    match version {
+        1 => SYMBOLS_V1.to_vec(),
+        2 => SYMBOLS_V1
+            .iter()
+            .chain(SYMBOLS_ADDED_IN_V2)
+            .copied()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Every symbol of ABI version 1, in the order the host resolves them.
-pub const SYMBOLS: &[&str] = &[
+pub const SYMBOLS_V1: &[&str] = &[
     SYM_ABI_VERSION,
     SYM_MANIFEST,
     SYM_FREE_STRING,

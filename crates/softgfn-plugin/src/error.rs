@@ -26,7 +26,7 @@ pub enum PluginError {
     },
     /// The plugin speaks another version of the C ABI.
     #[error(
-        "plugin {path} uses plugin ABI version {found}, but this softgfn uses plugin ABI version {expected}: rebuild the plugin against softgfn-plugin {host_version}"
+        "plugin {path} uses plugin ABI version {found}, but this softgfn uses plugin ABI version {expected} (and loads versions {oldest} to {expected}): rebuild the plugin against softgfn-plugin {host_version}"
     )]
     AbiMismatch {
         /// The library path.
@@ -35,6 +35,8 @@ pub enum PluginError {
         found: u32,
         /// The host's ABI version.
         expected: u32,
+        /// The oldest ABI version the host loads.
+        oldest: u32,
         /// The host's softgfn-plugin version.
         host_version: String,
     },

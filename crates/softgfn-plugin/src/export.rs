@@ -16,7 +16,8 @@ use std::sync::Once;
 use softgfn_core::{CoreError, EnvSpec, Environment, registry::EnvBuilder};
 
 use crate::abi::{
-    ABI_VERSION, STATUS_ERROR, STATUS_INVALID_ARGUMENT, STATUS_OK, STATUS_PANIC, SgEnv, SgEnvSpec,
+    ABI_VERSION, CAP_READABLE, CAP_STATE_EQUIVALENCE, STATUS_ERROR, STATUS_INVALID_ARGUMENT,
+    STATUS_OK, STATUS_PANIC, SgEnv, SgEnvSpec,
 };
 use crate::manifest::{Manifest, ManifestEnv, SOFTGFN_VERSION};
 
@@ -635,6 +636,116 @@ pub unsafe fn states_from_index(
         // SAFETY: the caller's contract.
         let out = unsafe { output(out, out_len, "state output") }?;
         Ok(enumerable(inst)?.states_from_index(indices, out)?)
+    };
+    // SAFETY: forwarded.
+    unsafe { guarded(err, run) }
+}
+
+/// `softgfn_plugin_capabilities` (version 2): the bit set of the instance's optional
+/// capabilities ([`CAP_READABLE`], [`CAP_STATE_EQUIVALENCE`]).
+///
+/// # Safety
+/// `h` as in [`spec`]; `out` is null or valid for one write; `err` as in [`spec`].
+pub unsafe fn capabilities(h: *const SgEnv, out: *mut u64, err: *mut *mut c_char) -> i32 {
+    let run = || -> Outcome {
+        // SAFETY: the caller's contract.
+        let inst = unsafe { instance(h) }?;
+        if out.is_null() {
+            return Err(Failure::Invalid("capabilities: null out-pointer".into()));
+        }
+        let mut caps = 0;
+        if inst.env.as_readable().is_some() {
+            caps |= CAP_READABLE;
+        }
+        if inst.env.as_state_equivalence().is_some() {
+            caps |= CAP_STATE_EQUIVALENCE;
+        }
+        // SAFETY: not null and valid for writes (the caller's contract).
+        unsafe { out.write(caps) };
+        Ok(())
+    };
+    // SAFETY: forwarded.
+    unsafe { guarded(err, run) }
+}
+
+fn unsupported(inst: &Instance, capability: &str) -> Failure {
+    Failure::Env(CoreError::Unsupported {
+        env: inst.env.spec().name.clone(),
+        capability: capability.into(),
+    })
+}
+
+/// `softgfn_plugin_readable` (version 2): the readable form of one state.
+///
+/// # Safety
+/// `h` as in [`spec`]; `state` points to `state_len` readable values; `text` and `err` are null
+/// or valid for writing one pointer.
+pub unsafe fn readable(
+    h: *const SgEnv,
+    state: *const i32,
+    state_len: usize,
+    text: *mut *mut c_char,
+    err: *mut *mut c_char,
+) -> i32 {
+    let run = || -> Outcome {
+        // SAFETY: the caller's contract.
+        let inst = unsafe { instance(h) }?;
+        // SAFETY: the caller's contract.
+        let state = unsafe { input(state, state_len, "state") }?;
+        let r = inst
+            .env
+            .as_readable()
+            .ok_or_else(|| unsupported(inst, "readable form"))?;
+        let spec = inst.env.spec();
+        spec.check_len("state", 1, spec.state_width, state.len())?;
+        let shown = r.readable(state)?;
+        // SAFETY: the caller's contract.
+        unsafe { put_string(text, &shown.replace('\0', " "), "readable text") }
+    };
+    // SAFETY: forwarded.
+    unsafe { guarded(err, run) }
+}
+
+/// `softgfn_plugin_canonical_key` (version 2): the canonical key of one state, written into
+/// `out` when it fits in `out_cap` values; its length always goes to `*out_len`.
+///
+/// # Safety
+/// `h` as in [`spec`]; `state` points to `state_len` readable values, `out` to `out_cap`
+/// writable ones; `out_len` is null or valid for one write; `err` as in [`spec`].
+pub unsafe fn canonical_key(
+    h: *const SgEnv,
+    state: *const i32,
+    state_len: usize,
+    out: *mut i32,
+    out_cap: usize,
+    out_len: *mut usize,
+    err: *mut *mut c_char,
+) -> i32 {
+    let run = || -> Outcome {
+        // SAFETY: the caller's contract.
+        let inst = unsafe { instance(h) }?;
+        // SAFETY: the caller's contract.
+        let state = unsafe { input(state, state_len, "state") }?;
+        // SAFETY: the caller's contract.
+        let out = unsafe { output(out, out_cap, "key output") }?;
+        if out_len.is_null() {
+            return Err(Failure::Invalid(
+                "canonical_key: null length out-pointer".into(),
+            ));
+        }
+        let eq = inst
+            .env
+            .as_state_equivalence()
+            .ok_or_else(|| unsupported(inst, "state equivalence"))?;
+        let spec = inst.env.spec();
+        spec.check_len("state", 1, spec.state_width, state.len())?;
+        let key = eq.canonical_key(state)?;
+        if key.len() <= out.len() {
+            out[..key.len()].copy_from_slice(&key);
+        }
+        // SAFETY: not null and valid for writes (the caller's contract).
+        unsafe { out_len.write(key.len()) };
+        Ok(())
     };
     // SAFETY: forwarded.
     unsafe { guarded(err, run) }

@@ -1,11 +1,12 @@
 //! The host side (feature `host`): load plugin libraries and use their environments.
 //!
 //! [`load`] opens a library, reads `softgfn_plugin_abi_version` (missing: not a softgfn plugin),
-//! checks it against [`ABI_VERSION`], resolves the other symbols, reads and validates the
+//! checks it against [`ABI_VERSION`] (versions [`OLDEST_ABI_VERSION`]..=[`ABI_VERSION`] load; a
+//! version-1 plugin has no optional capabilities), resolves the other symbols of its version, reads and validates the
 //! manifest (the softgfn version it was built against must have the host's major.minor), and
 //! registers each environment in `softgfn_core`'s registry as `<plugin>/<env>` and `<env>`.
-//! Libraries are never unloaded. [`PluginEnv`] implements `Environment` (and `Enumerable` when
-//! the instance is enumerable) by calling through the ABI.
+//! Libraries are never unloaded. [`PluginEnv`] implements `Environment` (and `Enumerable`,
+//! `Readable` and `StateEquivalence` when the instance has them) by calling through the ABI.
 
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use std::ptr;
 use std::sync::{Arc, Mutex};
 
 use softgfn_core::registry::{RuntimeEnvRegistration, register_runtime_envs};
-use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, StateValue};
+use softgfn_core::{
+    CoreError, Enumerable, EnvSpec, Environment, Readable, StateEquivalence, StateValue,
+};
 
 use crate::abi::*;
 use crate::error::PluginError;
@@ -37,12 +40,23 @@ struct Api {
     num_states: NumStatesFn,
     state_index: StateIndexFn,
     states_from_index: StatesFromIndexFn,
+    /// The entry points of version 2 (`None` for a version-1 plugin).
+    v2: Option<ApiV2>,
+}
+
+/// The entry points ABI version 2 added.
+#[derive(Clone, Copy)]
+struct ApiV2 {
+    capabilities: CapabilitiesFn,
+    readable: ReadableFn,
+    canonical_key: CanonicalKeyFn,
 }
 
 /// A loaded plugin library.
 pub struct Plugin {
     path: PathBuf,
     manifest: Manifest,
+    abi_version: u32,
     api: Api,
 }
 
@@ -102,24 +116,25 @@ pub fn open(path: &Path) -> Result<Plugin, PluginError> {
         .ok_or_else(|| PluginError::NotAPlugin { path: p.clone() })?;
     // SAFETY: the ABI's first entry point: no arguments, returns a number.
     let found = unsafe { version() };
-    if found != ABI_VERSION {
+    if !(OLDEST_ABI_VERSION..=ABI_VERSION).contains(&found) {
         return Err(PluginError::AbiMismatch {
             path: p.clone(),
             found,
             expected: ABI_VERSION,
+            oldest: OLDEST_ABI_VERSION,
             host_version: SOFTGFN_VERSION.into(),
         });
     }
     let missing = |symbol: &str| PluginError::MissingSymbol {
         path: p.clone(),
         symbol: symbol.into(),
-        abi: ABI_VERSION,
+        abi: found,
         host_version: SOFTGFN_VERSION.into(),
     };
     macro_rules! resolve {
         ($name:expr) => {
-            // SAFETY: the plugin reported ABI_VERSION, whose symbol types are the aliases of
-            // `abi` the variables and fields are declared with.
+            // SAFETY: the plugin reported a version this host speaks, whose symbol types are the
+            // aliases of `abi` the variables and fields are declared with.
             unsafe { sym(lib, $name) }.ok_or_else(|| missing($name))?
         };
     }
@@ -182,10 +197,20 @@ pub fn open(path: &Path) -> Result<Plugin, PluginError> {
         num_states: resolve!(SYM_NUM_STATES),
         state_index: resolve!(SYM_STATE_INDEX),
         states_from_index: resolve!(SYM_STATES_FROM_INDEX),
+        v2: if found >= 2 {
+            Some(ApiV2 {
+                capabilities: resolve!(SYM_CAPABILITIES),
+                readable: resolve!(SYM_READABLE),
+                canonical_key: resolve!(SYM_CANONICAL_KEY),
+            })
+        } else {
+            None
+        },
     };
     Ok(Plugin {
         path: canonical,
         manifest,
+        abi_version: found,
         api,
     })
 }
@@ -254,6 +279,11 @@ impl Plugin {
     /// The validated manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The ABI version the plugin was built against (`OLDEST_ABI_VERSION..=ABI_VERSION`).
+    pub fn abi_version(&self) -> u32 {
+        self.abi_version
     }
 
     /// How messages name it: `plugin NAME VERSION (PATH)`.
@@ -333,6 +363,7 @@ impl Plugin {
             params: serde_json::Value::Null,
             initial: Vec::new(),
             num_states: None,
+            capabilities: 0,
         };
         env.fill()?;
         Ok(env)
@@ -341,10 +372,12 @@ impl Plugin {
 
 /// An environment instance inside a loaded plugin, used through the ABI.
 ///
-/// The ABI carries the batched calls only: a plugin environment keeps the defaults of the
-/// optional `Environment::sequence_layout`, `Environment::graph_layout` and
-/// `Environment::monitor` (`None`), so runs on it use neither the transformer nor the graph
-/// network and record no environment-specific metrics such as `modes_found`.
+/// The ABI carries the batched calls, enumeration, and (from version 2) the readable form and
+/// the state equivalence: a plugin environment keeps the defaults of the optional
+/// `Environment::sequence_layout`, `Environment::graph_layout` and `Environment::monitor`
+/// (`None`), so runs on it use neither the transformer nor the graph network and record no
+/// environment-specific metrics such as `modes_found`. A version-1 plugin has no readable form
+/// (the integer row is shown) and no state equivalence.
 pub struct PluginEnv {
     plugin: Arc<Plugin>,
     handle: *mut SgEnv,
@@ -353,6 +386,8 @@ pub struct PluginEnv {
     params: serde_json::Value,
     initial: Vec<StateValue>,
     num_states: Option<u64>,
+    /// The capability bits of the instance (`CAP_*`; 0 for a version-1 plugin).
+    capabilities: u64,
 }
 
 // SAFETY: the instance behind `handle` is a `Box<dyn Environment>` inside the plugin, and
@@ -452,7 +487,31 @@ impl PluginEnv {
         let status = unsafe { (api.num_states)(self.handle, &mut enumerable, &mut n, &mut err) };
         self.check("num_states", status, err)?;
         self.num_states = enumerable.then_some(n);
+
+        if let Some(v2) = api.v2 {
+            let mut caps = 0u64;
+            let mut err: *mut c_char = ptr::null_mut();
+            // SAFETY: a live handle and valid out-pointers.
+            let status = unsafe { (v2.capabilities)(self.handle, &mut caps, &mut err) };
+            self.check("capabilities", status, err)?;
+            self.capabilities = caps;
+        }
         Ok(())
+    }
+
+    /// The version-2 entry points, when the instance has capability `cap`.
+    fn v2_with(&self, cap: u64) -> Option<ApiV2> {
+        self.plugin
+            .api
+            .v2
+            .filter(|_| self.capabilities & cap == cap)
+    }
+
+    fn unsupported(&self, capability: &str) -> CoreError {
+        CoreError::Unsupported {
+            env: self.qualified.clone(),
+            capability: capability.into(),
+        }
     }
 }
 
@@ -589,6 +648,78 @@ impl Environment for PluginEnv {
 
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         self.num_states.map(|_| self as &dyn Enumerable)
+    }
+
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        self.v2_with(CAP_READABLE).map(|_| self as &dyn Readable)
+    }
+
+    fn as_state_equivalence(&self) -> Option<&dyn StateEquivalence> {
+        self.v2_with(CAP_STATE_EQUIVALENCE)
+            .map(|_| self as &dyn StateEquivalence)
+    }
+}
+
+impl Readable for PluginEnv {
+    fn readable(&self, state: &[StateValue]) -> softgfn_core::Result<String> {
+        let v2 = self
+            .v2_with(CAP_READABLE)
+            .ok_or_else(|| self.unsupported("readable form"))?;
+        let mut text: *mut c_char = ptr::null_mut();
+        let mut err: *mut c_char = ptr::null_mut();
+        // SAFETY: a live handle; `state` is valid for its length; valid out-pointers.
+        let status = unsafe {
+            (v2.readable)(
+                self.handle,
+                state.as_ptr(),
+                state.len(),
+                &mut text,
+                &mut err,
+            )
+        };
+        let text = take_string(self.plugin.api.free_string, text);
+        self.check("readable", status, err)?;
+        text.ok_or_else(|| CoreError::Environment {
+            env: self.qualified.clone(),
+            message: "the plugin's readable returned no text".into(),
+        })
+    }
+}
+
+impl StateEquivalence for PluginEnv {
+    fn canonical_key(&self, state: &[StateValue]) -> softgfn_core::Result<Vec<StateValue>> {
+        let v2 = self
+            .v2_with(CAP_STATE_EQUIVALENCE)
+            .ok_or_else(|| self.unsupported("state equivalence"))?;
+        // Most keys fit in a few state widths; a longer one is fetched again at its length.
+        let mut key = vec![0; 4 * self.spec.state_width.max(1)];
+        for _ in 0..2 {
+            let mut len = 0usize;
+            let mut err: *mut c_char = ptr::null_mut();
+            // SAFETY: a live handle; `state` and `key` are valid for their lengths and do not
+            // overlap; valid out-pointers.
+            let status = unsafe {
+                (v2.canonical_key)(
+                    self.handle,
+                    state.as_ptr(),
+                    state.len(),
+                    key.as_mut_ptr(),
+                    key.len(),
+                    &mut len,
+                    &mut err,
+                )
+            };
+            self.check("canonical_key", status, err)?;
+            if len <= key.len() {
+                key.truncate(len);
+                return Ok(key);
+            }
+            key = vec![0; len];
+        }
+        Err(CoreError::Environment {
+            env: self.qualified.clone(),
+            message: "the plugin's canonical_key changed length between two calls".into(),
+        })
     }
 }
 

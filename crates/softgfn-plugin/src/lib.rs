@@ -54,7 +54,7 @@ pub mod export;
 pub mod host;
 mod manifest;
 
-pub use abi::ABI_VERSION;
+pub use abi::{ABI_VERSION, OLDEST_ABI_VERSION};
 pub use error::PluginError;
 pub use manifest::{Manifest, ManifestEnv, SOFTGFN_VERSION, compatible, parse_version};
 
@@ -99,6 +99,40 @@ macro_rules! export_plugin {
             } ),+ $(,)?
         ] $(,)?
     ) => {
+        $crate::__export_plugin_v1_symbols! {
+            abi_version: $crate::abi::ABI_VERSION,
+            plugin: $plugin,
+            version: $version,
+            environments: [ $( {
+                name: $name,
+                summary: $summary,
+                default_params: $defaults,
+                build: $build,
+            } ),+ ]
+        }
+        $crate::__export_plugin_v2_symbols! {}
+    };
+}
+
+/// The entry points of ABI version 1 (with `softgfn_plugin_abi_version` returning
+/// `abi_version`): the first half of [`export_plugin!`]. Not for plugin authors: it exists so
+/// that a test fixture can be built exactly as a version-1 plugin was.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin_v1_symbols {
+    (
+        abi_version: $abi:expr,
+        plugin: $plugin:expr,
+        version: $version:expr,
+        environments: [
+            $( {
+                name: $name:expr,
+                summary: $summary:expr,
+                default_params: $defaults:expr,
+                build: $build:expr $(,)?
+            } ),+ $(,)?
+        ] $(,)?
+    ) => {
         // An anonymous block: the expressions above resolve in the caller's module and nothing
         // is added to its namespace; the `no_mangle` functions are exported from the cdylib.
         #[allow(unsafe_code)] // `no_mangle` and the raw-pointer ABI (see softgfn-plugin)
@@ -120,7 +154,7 @@ macro_rules! export_plugin {
 
             #[unsafe(no_mangle)]
             extern "C" fn softgfn_plugin_abi_version() -> u32 {
-                ex::abi_version()
+                $abi
             }
 
             #[unsafe(no_mangle)]
@@ -336,6 +370,57 @@ macro_rules! export_plugin {
             ) -> i32 {
                 // SAFETY: forwarded unchanged under the ABI's pointer contract.
                 unsafe { ex::states_from_index(h, indices, indices_len, out, out_len, err) }
+            }
+        };
+    };
+}
+
+/// The entry points ABI version 2 added (the optional capabilities): the second half of
+/// [`export_plugin!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin_v2_symbols {
+    () => {
+        #[allow(unsafe_code)] // `no_mangle` and the raw-pointer ABI (see softgfn-plugin)
+        const _: () = {
+            use ::std::ffi::c_char;
+            use $crate::abi::SgEnv;
+            use $crate::export as ex;
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn softgfn_plugin_capabilities(
+                h: *const SgEnv,
+                out: *mut u64,
+                err: *mut *mut c_char,
+            ) -> i32 {
+                // SAFETY: forwarded unchanged under the ABI's pointer contract.
+                unsafe { ex::capabilities(h, out, err) }
+            }
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn softgfn_plugin_readable(
+                h: *const SgEnv,
+                state: *const i32,
+                state_len: usize,
+                text: *mut *mut c_char,
+                err: *mut *mut c_char,
+            ) -> i32 {
+                // SAFETY: forwarded unchanged under the ABI's pointer contract.
+                unsafe { ex::readable(h, state, state_len, text, err) }
+            }
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn softgfn_plugin_canonical_key(
+                h: *const SgEnv,
+                state: *const i32,
+                state_len: usize,
+                out: *mut i32,
+                out_cap: usize,
+                out_len: *mut usize,
+                err: *mut *mut c_char,
+            ) -> i32 {
+                // SAFETY: forwarded unchanged under the ABI's pointer contract.
+                unsafe { ex::canonical_key(h, state, state_len, out, out_cap, out_len, err) }
             }
         };
     };

@@ -1,6 +1,7 @@
 //! The host loader against real plugin libraries: the example sets plugin, the hypergrid built
-//! as a cdylib, and the fixtures (wrong ABI, not a plugin, malformed manifest, incompatible
-//! softgfn version, panicking environment). Every error message is pinned whole.
+//! as a cdylib, the sEH fragment molecules, and the fixtures (wrong ABI, a plugin of ABI
+//! version 1, not a plugin, malformed manifest, incompatible softgfn version, panicking
+//! environment). Every error message is pinned whole.
 //!
 //! The libraries are built by `scripts/build-plugins.sh` into target/plugins/release (`.ci/run`
 //! runs it before the tests).
@@ -9,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use softgfn_core::exact::StateGraph;
-use softgfn_core::{Environment, EnvironmentExt, check_env, math::logsumexp};
+use softgfn_core::{Environment, EnvironmentExt, check_env, math::logsumexp, readable_state};
 use softgfn_hypergrid::{Hypergrid, HypergridConfig};
 use softgfn_plugin::host::{self, PluginEnv, library_file_name};
-use softgfn_plugin::{ABI_VERSION, PluginError};
+use softgfn_plugin::{ABI_VERSION, OLDEST_ABI_VERSION, PluginError};
 
 /// The built library of a crate, or a failure saying how to build it.
 fn lib(crate_name: &str) -> PathBuf {
@@ -264,11 +265,100 @@ fn a_library_without_the_abi_is_not_a_plugin() {
 #[test]
 fn another_abi_version_is_refused() {
     let path = lib("softgfn-plugin-fixture-wrong-abi");
-    assert_eq!(ABI_VERSION, 1);
+    assert_eq!((OLDEST_ABI_VERSION, ABI_VERSION), (1, 2));
     assert_eq!(
         load_err(&path),
-        "plugin <PATH> uses plugin ABI version 2, but this softgfn uses plugin ABI version 1: rebuild the plugin against softgfn-plugin 0.1.0"
+        "plugin <PATH> uses plugin ABI version 3, but this softgfn uses plugin ABI version 2 (and loads versions 1 to 2): rebuild the plugin against softgfn-plugin 0.1.0"
     );
+}
+
+#[test]
+fn a_version_1_plugin_loads_with_the_default_capabilities() {
+    let path = lib("softgfn-plugin-fixture-abi-v1");
+    let plugin = host::load(&path).unwrap();
+    assert_eq!(plugin.abi_version(), 1);
+    let env = plugin.create("set-v1", &serde_json::json!({})).unwrap();
+    // The environment has a readable form inside the plugin, but version 1 cannot carry it:
+    // the host shows the integer row, and there is no state equivalence.
+    assert!(env.as_readable().is_none());
+    assert!(env.as_state_equivalence().is_none());
+    let s = env.step_one(&env.initial_row(), 2).unwrap().0;
+    assert_eq!(readable_state(&env, &s).unwrap(), "[0, 0, 1]");
+    let report = check_env(&env).unwrap();
+    assert!(report.exhaustive);
+    assert_eq!(report.states_checked, 8);
+}
+
+#[test]
+fn version_2_carries_the_readable_form_and_the_state_equivalence() {
+    // The sets plugin: readable, no equivalence.
+    let sets = host::load(&lib("softgfn-sets")).unwrap();
+    assert_eq!(sets.abi_version(), ABI_VERSION);
+    let env = sets.create("sets", &serde_json::json!({"n": 4})).unwrap();
+    assert!(env.as_state_equivalence().is_none());
+    let r = env.as_readable().unwrap();
+    assert_eq!(r.readable(&[1, 0, 1, 1]).unwrap(), "{0, 2, 3}");
+    assert_eq!(readable_state(&env, &[0, 0, 0, 0]).unwrap(), "{}");
+    // An invalid row is the plugin's error, carried across.
+    let e = r.readable(&[2, 0, 0, 0]).unwrap_err().to_string();
+    assert!(e.contains("returned an error from readable"), "{e}");
+    assert!(e.contains("values must be 0 or 1"), "{e}");
+    let e = r.readable(&[1, 0]).unwrap_err().to_string();
+    assert!(e.contains("returned an error from readable"), "{e}");
+
+    // The hypergrid plugin agrees with the linked-in hypergrid on every state.
+    let grid = host::load(&lib("softgfn-hypergrid")).unwrap();
+    let params = serde_json::json!({"dim": 2, "side": 5});
+    let env = grid.create("hypergrid", &params).unwrap();
+    let local = Hypergrid::from_params(&params).unwrap();
+    let states = all_states(&env);
+    for s in states.chunks_exact(2) {
+        assert_eq!(
+            readable_state(&env, s).unwrap(),
+            readable_state(&local, s).unwrap()
+        );
+    }
+
+    // The molstr plugin: the molecule strings.
+    let mol = host::load(&lib("softgfn-molstr")).unwrap();
+    let env = mol.create("qm9str", &serde_json::json!({})).unwrap();
+    let s0 = env.initial_row();
+    assert_eq!(readable_state(&env, &s0).unwrap(), "");
+    let s1 = env.step_one(&s0, 3).unwrap().0;
+    let s2 = env.step_one(&s1, 3).unwrap().0;
+    let text = readable_state(&env, &s2).unwrap();
+    assert_eq!(text.len(), 2, "{text}");
+
+    // The sehfrag plugin declares its equivalence, and check_env passes through the ABI.
+    let frag = host::load(&lib("softgfn-sehfrag")).unwrap();
+    let env = frag.create("sehfrag", &serde_json::json!({})).unwrap();
+    let eq = env.as_state_equivalence().unwrap();
+    let s0 = env.initial_row();
+    let s1 = env.step_one(&s0, 1).unwrap().0;
+    let s2 = env.step_one(&s1, 2).unwrap().0;
+    assert_ne!(
+        eq.canonical_key(&s1).unwrap(),
+        eq.canonical_key(&s2).unwrap()
+    );
+    assert_eq!(
+        eq.canonical_key(&s2).unwrap(),
+        eq.canonical_key(&s2).unwrap()
+    );
+    assert!(eq.canonical_key(&s2[1..]).is_err());
+    let text = readable_state(&env, &s2).unwrap();
+    assert!(
+        text.starts_with("blocks #0 ") && text.contains("junctions"),
+        "{text}"
+    );
+    let report = softgfn_core::check_env_with(
+        &env,
+        &softgfn_core::CheckOptions {
+            rollouts: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(report.states_checked > 8, "{report}");
 }
 
 #[test]

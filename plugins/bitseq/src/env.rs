@@ -2,8 +2,8 @@
 
 use softgfn_core::rng::{Stream, stream};
 use softgfn_core::{
-    CoreError, Enumerable, EnvSpec, Environment, Monitor, Result, SequenceLayout, StateValue,
-    TokenActions, parse_params,
+    CoreError, Enumerable, EnvSpec, Environment, Monitor, Readable, Result, SequenceLayout,
+    StateValue, TokenActions, parse_params,
 };
 
 use crate::NAME;
@@ -404,6 +404,17 @@ impl Environment for Bitseq {
     fn monitor(&self) -> Option<Box<dyn Monitor>> {
         Some(Box::new(BitseqMonitor::new(self)))
     }
+
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        Some(self)
+    }
+}
+
+/// The bit string ([`Bitseq::bit_string`]): `0110`, with `-` for the bits of unwritten words.
+impl Readable for Bitseq {
+    fn readable(&self, state: &[StateValue]) -> Result<String> {
+        self.bit_string(state)
+    }
 }
 
 impl Enumerable for Bitseq {
@@ -490,6 +501,18 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn readable_form_is_the_bit_string() {
+        let env = small(8, 2);
+        let r = env.as_readable().unwrap();
+        let s0 = env.initial_row();
+        assert_eq!(r.readable(&s0).unwrap(), "--------");
+        // Word 2 (binary 10) at position 2 (bits 2..4).
+        let s = env.step_one(&s0, 2 * 4 + 2).unwrap().0;
+        assert_eq!(r.readable(&s).unwrap(), "--10----");
+        assert!(r.readable(&s[1..]).is_err());
     }
 
     fn field_of(config: BitseqConfig) -> String {

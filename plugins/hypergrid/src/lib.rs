@@ -25,7 +25,9 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Result, StateValue, parse_params};
+use softgfn_core::{
+    CoreError, Enumerable, EnvSpec, Environment, Readable, Result, StateValue, parse_params,
+};
 
 /// Largest feature size `dim * side` accepted (keeps absurd grids from aborting on allocation).
 pub const MAX_FEATURES: usize = 1 << 24;
@@ -411,6 +413,21 @@ impl Environment for Hypergrid {
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         self.num_states.map(|_| self as &dyn Enumerable)
     }
+
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        Some(self)
+    }
+}
+
+/// The coordinates: `(3, 0, 5)`.
+impl Readable for Hypergrid {
+    fn readable(&self, state: &[StateValue]) -> Result<String> {
+        self.spec
+            .check_len("state", 1, self.spec.state_width, state.len())?;
+        self.check_row(state)?;
+        let coords: Vec<String> = state.iter().map(|x| x.to_string()).collect();
+        Ok(format!("({})", coords.join(", ")))
+    }
 }
 
 impl Enumerable for Hypergrid {
@@ -475,6 +492,24 @@ softgfn_core::inventory::submit! {
 mod tests {
     use super::*;
     use softgfn_core::EnvironmentExt;
+
+    #[test]
+    fn readable_form_is_the_coordinates() {
+        let env = Hypergrid::new(HypergridConfig {
+            dim: 3,
+            side: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        let r = env.as_readable().unwrap();
+        assert_eq!(r.readable(&[3, 0, 7]).unwrap(), "(3, 0, 7)");
+        assert_eq!(
+            softgfn_core::readable_state(&env, &env.initial_row()).unwrap(),
+            "(0, 0, 0)"
+        );
+        assert!(r.readable(&[3, 0, 8]).is_err());
+        assert!(r.readable(&[3, 0]).is_err());
+    }
 
     #[test]
     fn rewards_of_the_presets() {

@@ -442,6 +442,20 @@ impl StringDag {
             .collect())
     }
 
+    /// The readable form of a state: the printed form when every block has a symbol, else the
+    /// block indices separated by `.` (`"3.41.7"`).
+    pub(crate) fn readable_of(&self, s: &[StateValue]) -> Result<String> {
+        if self.k <= SYMBOLS.len() {
+            return self.string_of(s);
+        }
+        if s.len() != self.width() {
+            return Err(self.invalid_state(s, format!("a state row has {} values", self.width())));
+        }
+        let n = self.check_row(s)?;
+        let blocks: Vec<String> = s[1..=n].iter().map(|b| b.to_string()).collect();
+        Ok(blocks.join("."))
+    }
+
     /// The state row of a printed string (inverse of [`StringDag::string_of`]).
     pub(crate) fn parse(&self, text: &str) -> Result<Vec<StateValue>> {
         let bad = |reason: String| CoreError::InvalidState {
@@ -561,6 +575,17 @@ macro_rules! string_environment {
 
             fn monitor(&self) -> Option<Box<dyn softgfn_core::Monitor>> {
                 Some(Box::new(self.modes_monitor()))
+            }
+
+            fn as_readable(&self) -> Option<&dyn softgfn_core::Readable> {
+                Some(self)
+            }
+        }
+
+        /// The molecule string, one symbol per block (`"0ah3"`; `""` for the empty string).
+        impl softgfn_core::Readable for $ty {
+            fn readable(&self, state: &[softgfn_core::StateValue]) -> softgfn_core::Result<String> {
+                self.dag.readable_of(state)
             }
         }
 

@@ -350,6 +350,17 @@ mod tests {
     use softgfn_core::{Environment, EnvironmentExt};
 
     #[test]
+    fn readable_form_is_the_string() {
+        let env = Qm9Str::new(Qm9StrConfig::default()).unwrap();
+        let s0 = env.initial_row();
+        let s = env.step_one(&s0, 3).unwrap().0;
+        let text = env.as_readable().unwrap().readable(&s).unwrap();
+        assert_eq!(text, env.string_of(&s).unwrap());
+        assert_eq!(text.len(), 1);
+        assert_eq!(env.parse_state(&text).unwrap(), s);
+    }
+
+    #[test]
     fn defaults_and_rewards() {
         let env = Qm9Str::new(Qm9StrConfig::default()).unwrap();
         let spec = env.spec();

@@ -339,6 +339,16 @@ mod tests {
     use softgfn_core::{Environment, EnvironmentExt};
 
     #[test]
+    fn readable_form_is_the_string() {
+        let env = SehStr::new(SehStrConfig::default()).unwrap();
+        let s = env.parse_state("cd18gf").unwrap();
+        let r = env.as_readable().unwrap();
+        assert_eq!(r.readable(&s).unwrap(), "cd18gf");
+        assert_eq!(r.readable(&env.initial_row()).unwrap(), "");
+        assert!(r.readable(&s[1..]).is_err());
+    }
+
+    #[test]
     fn defaults_shapes_and_rewards() {
         let env = SehStr::new(SehStrConfig::default()).unwrap();
         let spec = env.spec();

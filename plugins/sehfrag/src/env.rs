@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use softgfn_core::registry::parse_params;
 use softgfn_core::{
-    CoreError, EnvSpec, Environment, GraphLayout, Monitor, Result, StateEquivalence, StateValue,
+    CoreError, EnvSpec, Environment, GraphLayout, Monitor, Readable, Result, StateEquivalence,
+    StateValue,
 };
 
 use crate::NAME;
@@ -603,8 +604,37 @@ impl Environment for Sehfrag {
         Some(self)
     }
 
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        Some(self)
+    }
+
     fn monitor(&self) -> Option<Box<dyn Monitor>> {
         Some(Box::new(crate::monitor::SehfragMonitor::new(self)))
+    }
+}
+
+/// The molecule as blocks and junctions: `blocks #0 C1CCNCC1 #1 c1ccccc1; junctions
+/// #1:0-#0:4`, each block `#position SMILES` in construction order, each junction `#child:atom-
+/// #parent:atom` with atom indices inside the blocks (`(no blocks)` for `s0`).
+impl Readable for Sehfrag {
+    fn readable(&self, state: &[StateValue]) -> Result<String> {
+        let mol = self.parse(state)?;
+        if mol.n == 0 {
+            return Ok("(no blocks)".into());
+        }
+        let mut out = String::from("blocks");
+        for j in 0..mol.n {
+            let b = &self.table.blocks[mol.block[j] as usize];
+            out.push_str(&format!(" #{j} {}", b.smiles));
+        }
+        if mol.n > 1 {
+            out.push_str("; junctions");
+            for j in 1..mol.n {
+                let (pa, ca) = mol.junction_atoms(&self.table, j);
+                out.push_str(&format!(" #{j}:{ca}-#{}:{pa}", mol.parent[j]));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -123,7 +123,7 @@ softgfn_core::inventory::submit! {
 
 // The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
 // dynamic`: `softgfn --plugin libsoftgfn_sehfrag.so --env softgfn-sehfrag/sehfrag`. The ABI
-// carries neither the monitor nor the state equivalence.
+// carries the state equivalence and the readable form (version 2), not the monitor.
 #[cfg(feature = "dynamic")]
 softgfn_plugin::export_plugin! {
     plugin: env!("CARGO_PKG_NAME"),

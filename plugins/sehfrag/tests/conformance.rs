@@ -218,3 +218,25 @@ fn the_paper_p_b_over_every_construction_order_of_small_libraries() {
     // The sampler the paper's P_B trains (x ~ W(x) R(x)) is then far from R / Z.
     assert!(tv > 0.25 && tv < 0.3, "{tv}");
 }
+
+#[test]
+fn readable_form_lists_blocks_and_junctions() {
+    let env = Sehfrag::new(SehfragConfig::default()).unwrap();
+    let r = env.as_readable().unwrap();
+    let s0 = env.initial_row();
+    assert_eq!(r.readable(&s0).unwrap(), "(no blocks)");
+    // Block 0 first, then block 1 on its first stem.
+    let s1 = env.step_one(&s0, flat_action(0, 0)).unwrap().0;
+    let one = r.readable(&s1).unwrap();
+    assert!(one.starts_with("blocks #0 "), "{one}");
+    assert!(!one.contains("junctions"), "{one}");
+    let s2 = env.step_one(&s1, flat_action(0, 1)).unwrap().0;
+    let two = r.readable(&s2).unwrap();
+    assert!(two.starts_with(&one), "{two}");
+    assert!(
+        two.contains(" #1 ") && two.contains("; junctions #1:"),
+        "{two}"
+    );
+    assert!(two.contains("-#0:"), "{two}");
+    assert!(r.readable(&s2[1..]).is_err());
+}

@@ -37,7 +37,9 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Result, StateValue, parse_params};
+use softgfn_core::{
+    CoreError, Enumerable, EnvSpec, Environment, Readable, Result, StateValue, parse_params,
+};
 
 /// Largest `n` (every index fits in `u64`: at most `2^62` states).
 pub const MAX_N: usize = 62;
@@ -436,6 +438,26 @@ impl Environment for Sets {
 
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         Some(self)
+    }
+
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        Some(self)
+    }
+}
+
+/// The set, elements in increasing order: `{0, 2, 5}` (`{}` for the empty set).
+impl Readable for Sets {
+    fn readable(&self, state: &[StateValue]) -> Result<String> {
+        self.spec
+            .check_len("state", 1, self.spec.state_width, state.len())?;
+        self.size_of(state)?;
+        let members: Vec<String> = state
+            .iter()
+            .enumerate()
+            .filter(|&(_, &x)| x == 1)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        Ok(format!("{{{}}}", members.join(", ")))
     }
 }
 

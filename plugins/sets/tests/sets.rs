@@ -21,6 +21,16 @@ fn binom(n: u64, k: u64) -> u64 {
 }
 
 #[test]
+fn readable_form_is_the_set() {
+    let env = sets(6, 3, 7);
+    let r = env.as_readable().unwrap();
+    assert_eq!(r.readable(&[0, 0, 0, 0, 0, 0]).unwrap(), "{}");
+    assert_eq!(r.readable(&[1, 0, 1, 0, 0, 1]).unwrap(), "{0, 2, 5}");
+    assert!(r.readable(&[1, 1, 1, 1, 0, 0]).is_err());
+    assert!(r.readable(&[1, 0]).is_err());
+}
+
+#[test]
 fn check_env_passes() {
     for (n, k) in [(1, 1), (3, 3), (6, 4), (8, 2), (10, 5)] {
         let env = sets(n, k, 7);

@@ -122,6 +122,18 @@ int main(int argc, char **argv) {
     printf("enumerable %d, %llu states; index of [%d, %d] = %llu; state %llu = [%d, %d]\n",
            enumerable, (unsigned long long)n, s1[0], s1[1], (unsigned long long)index,
            (unsigned long long)last, row[0], row[1]);
+
+    /* Version 2: the optional capabilities, then the readable form of s1. */
+    uint64_t caps;
+    CALL(OK, capabilities, env, &caps, &err);
+    CALL(OK, readable, env, s1, 2, &text, &err);
+    printf("capabilities: readable %d, state equivalence %d; readable form of [%d, %d]: \"%s\"\n",
+           (caps & SG_CAP_READABLE) != 0, (caps & SG_CAP_STATE_EQUIVALENCE) != 0, s1[0], s1[1],
+           text);
+    SYM(softgfn_plugin_free_string)(text);
+    int32_t key[2];
+    size_t key_len;
+    CALL(SG_STATUS_ERROR, canonical_key, env, s1, 2, key, 2, &key_len, &err);
     /* ANCHOR_END: calls */
 
     /* ANCHOR: errors */

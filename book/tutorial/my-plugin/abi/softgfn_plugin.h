@@ -1,5 +1,5 @@
 /*
- * The softgfn plugin C ABI, version 1, as a C header: what a library must export to be loaded
+ * The softgfn plugin C ABI, version 2, as a C header: what a library must export to be loaded
  * by `softgfn --plugin PATH`. softgfn_plugin::export_plugin! generates all of it for a Rust
  * crate; this header documents it for the Plugins chapter of the softgfn book and lets the
  * C host next to it (host.c) call a plugin. The authority is crates/softgfn-plugin/src/abi.rs;
@@ -15,7 +15,11 @@
 #include <stdint.h>
 
 /* The ABI version this header describes (softgfn_plugin::ABI_VERSION). */
-#define SOFTGFN_PLUGIN_ABI_VERSION 1u
+#define SOFTGFN_PLUGIN_ABI_VERSION 2u
+
+/* Capability bits of softgfn_plugin_capabilities (version 2). */
+#define SG_CAP_READABLE 1u          /* softgfn_plugin_readable works on the instance */
+#define SG_CAP_STATE_EQUIVALENCE 2u /* softgfn_plugin_canonical_key works on the instance */
 
 /* An environment instance inside the plugin; the host only holds pointers to it. */
 typedef struct SgEnv SgEnv;
@@ -84,6 +88,16 @@ int32_t softgfn_plugin_state_index(const SgEnv *h, const int32_t *s, size_t s_le
                                    size_t out_len, char **err);
 int32_t softgfn_plugin_states_from_index(const SgEnv *h, const uint64_t *i, size_t i_len,
                                          int32_t *out, size_t out_len, char **err);
+
+/* Version 2: the optional capabilities of an instance, as SG_CAP_* bits. */
+int32_t softgfn_plugin_capabilities(const SgEnv *h, uint64_t *out, char **err);
+/* The readable form of one state (a plugin-owned string in *text). */
+int32_t softgfn_plugin_readable(const SgEnv *h, const int32_t *s, size_t s_len, char **text,
+                                char **err);
+/* The canonical key of one state: written to out when it fits in out_cap values; its length
+ * always goes to *out_len (call again with a larger buffer when it did not fit). */
+int32_t softgfn_plugin_canonical_key(const SgEnv *h, const int32_t *s, size_t s_len,
+                                     int32_t *out, size_t out_cap, size_t *out_len, char **err);
 /* ANCHOR_END: functions */
 
 #endif

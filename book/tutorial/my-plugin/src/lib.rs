@@ -7,7 +7,7 @@
 
 // ANCHOR: config
 use serde::{Deserialize, Serialize};
-use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Result, parse_params};
+use softgfn_core::{CoreError, Enumerable, EnvSpec, Environment, Readable, Result, parse_params};
 
 /// The parameters (`env.*` of a run): the longest word and the log-reward of each letter.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -203,6 +203,10 @@ impl Environment for Words {
     fn as_enumerable(&self) -> Option<&dyn Enumerable> {
         Some(self)
     }
+
+    fn as_readable(&self) -> Option<&dyn Readable> {
+        Some(self)
+    }
 }
 // ANCHOR_END: env
 
@@ -239,6 +243,18 @@ impl Enumerable for Words {
     }
 }
 // ANCHOR_END: enumerable
+
+// ANCHOR: readable
+/// The word itself, `"abba"` (`""` for the empty word), wherever softgfn shows a state to people.
+impl Readable for Words {
+    fn readable(&self, state: &[i32]) -> Result<String> {
+        let (len, bits) = self.rows(state, &[(1, 1)])?.next().unwrap_or(Ok((0, 0)))?;
+        Ok((0..len)
+            .map(|j| if bits >> j & 1 == 1 { 'b' } else { 'a' })
+            .collect())
+    }
+}
+// ANCHOR_END: readable
 
 // ANCHOR: export
 // The plugin's C ABI, exported only from the library built with `--features dynamic`.
@@ -277,6 +293,8 @@ mod tests {
         assert!((graph.target().log_z - z.ln()).abs() < 1e-9);
 
         assert!(Words::from_params(&serde_json::json!({ "max_len": 0 })).is_err());
+        assert_eq!(env.readable(&[4, 0b0110]).unwrap(), "abba");
+        assert!(env.readable(&[4, 0b0110, 0]).is_err());
     }
 }
 // ANCHOR_END: test
