@@ -297,6 +297,53 @@ impl Algorithm for BalanceAlgorithm {
         })
     }
 
+    /// The learned backward head (masked log-softmax) when `backward_policy = "learned"`, else
+    /// the fixed policy (`uniform`, `tree`).
+    fn backward_log_probs(
+        &mut self,
+        features: &[f32],
+        backward_masks: &[bool],
+        rows: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let nb = self.num_backward_actions;
+        if backward_masks.len() != rows * nb || out.len() != rows * nb {
+            return Err(softgfn_core::CoreError::BufferLength {
+                what: format!("backward log-probabilities of {rows} states"),
+                expected: rows * nb,
+                found: out.len().min(backward_masks.len()),
+            }
+            .into());
+        }
+        match (self.head_backward, self.fixed_backward) {
+            (Some(h), _) => {
+                self.model.forward(features, rows, &mut self.out)?;
+                let bl = self.out.head(h);
+                for r in 0..rows {
+                    masked_log_softmax(
+                        &bl[r * nb..(r + 1) * nb],
+                        &backward_masks[r * nb..(r + 1) * nb],
+                        1.0,
+                        &mut out[r * nb..(r + 1) * nb],
+                    );
+                }
+                Ok(())
+            }
+            (None, Some(pb)) => {
+                for r in 0..rows {
+                    pb.log_probs(
+                        &backward_masks[r * nb..(r + 1) * nb],
+                        &mut out[r * nb..(r + 1) * nb],
+                    );
+                }
+                Ok(())
+            }
+            (None, None) => {
+                softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out)
+            }
+        }
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
         Ok(self.model.save_safetensors(&dir.join(MODEL_FILE))?)
     }

@@ -9,7 +9,9 @@
 //!   typetag-tagged config and an `inventory` registry;
 //! - [`RunConfig`] and [`config::resolve`]: one TOML document per run, defaults filled in;
 //! - [`Trainer`]: the loop that samples, updates, evaluates (exact and empirical metrics) and
-//!   writes `metrics.jsonl` / `metrics.csv`.
+//!   writes `metrics.jsonl` / `metrics.csv`;
+//! - [`estimate`]: the sampled `log Z` estimators (ELBO, importance-weighted, EUBO) and
+//!   `log p(x)` of a trained policy.
 //!
 //! The network side (`softgfn-nn`) is used through its small `Model` interface: a forward pass,
 //! upstream gradients in, an Adam step. No tensor type appears here.
@@ -18,6 +20,7 @@ pub mod algorithm;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod estimate;
 pub mod network;
 pub mod objective;
 pub mod record;

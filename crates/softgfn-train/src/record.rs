@@ -53,6 +53,18 @@ pub struct EvalRecord {
     pub emp_kl: Option<f64>,
     /// Median milliseconds per training iteration over the iterations since the previous record.
     pub ms_per_iteration: Option<f64>,
+    /// Exact ELBO `E_{P_F}[log w] <= log Z` of the policy (enumerable environments).
+    pub exact_log_z_elbo: Option<f64>,
+    /// Exact EUBO `E_{P*}[log w] >= log Z` of the policy (enumerable environments).
+    pub exact_log_z_eubo: Option<f64>,
+    /// Sampled ELBO over `eval.log_z_samples` trajectories of the policy.
+    pub log_z_elbo: Option<f64>,
+    /// Importance-weighted `log mean w` over the same trajectories.
+    pub log_z_iw: Option<f64>,
+    /// Half-width of the 95% interval of `log_z_iw` (delta method).
+    pub log_z_iw_ci: Option<f64>,
+    /// Sampled EUBO over `eval.log_z_samples` trajectories of `P*` (enumerable environments).
+    pub log_z_eubo: Option<f64>,
     /// The environment's own metrics by name (none for most environments); `None` (JSON `null`)
     /// for a value that is not finite, such as the Spearman correlation of a constant estimate.
     #[serde(
@@ -117,6 +129,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "emp_l1_mean",
     "emp_kl",
     "ms_per_iteration",
+    "exact_log_z_elbo",
+    "exact_log_z_eubo",
+    "log_z_elbo",
+    "log_z_iw",
+    "log_z_iw_ci",
+    "log_z_eubo",
 ];
 
 /// The CSV header line (no newline): [`CSV_COLUMNS`] then the environment metric columns
@@ -149,6 +167,12 @@ impl EvalRecord {
             "emp_l1_mean" => self.emp_l1_mean,
             "emp_kl" => self.emp_kl,
             "ms_per_iteration" => self.ms_per_iteration,
+            "exact_log_z_elbo" => self.exact_log_z_elbo,
+            "exact_log_z_eubo" => self.exact_log_z_eubo,
+            "log_z_elbo" => self.log_z_elbo,
+            "log_z_iw" => self.log_z_iw,
+            "log_z_iw_ci" => self.log_z_iw_ci,
+            "log_z_eubo" => self.log_z_eubo,
             other => self.env_metrics.get(other).copied().flatten(),
         }
     }
@@ -179,6 +203,12 @@ impl EvalRecord {
             o(self.emp_l1_mean),
             o(self.emp_kl),
             o(self.ms_per_iteration),
+            o(self.exact_log_z_elbo),
+            o(self.exact_log_z_eubo),
+            o(self.log_z_elbo),
+            o(self.log_z_iw),
+            o(self.log_z_iw_ci),
+            o(self.log_z_eubo),
         ]
         .into_iter()
         .chain(extra_cells)

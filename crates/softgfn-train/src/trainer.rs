@@ -542,11 +542,31 @@ impl Trainer {
             rec.exact_tv = Some(d.exact_tv);
             rec.exact_kl = Some(d.exact_kl);
             rec.exact_jsd = Some(d.exact_jsd);
+            let (log_pf, log_pb) =
+                crate::estimate::policy_tables(self.env.as_ref(), &ex.graph, self.algo.as_mut())?;
+            let bounds = ex.graph.log_z_bounds(&log_pf, &log_pb)?;
+            rec.exact_log_z_elbo = Some(bounds.elbo).filter(|v| v.is_finite());
+            rec.exact_log_z_eubo = Some(bounds.eubo).filter(|v| v.is_finite());
             if let Some(w) = self.window.as_ref().filter(|w| !w.is_empty()) {
                 let (l1m, klv) = w.metrics(&ex.target.probs, &ex.graph.terminal)?;
                 rec.emp_l1_mean = Some(l1m);
                 rec.emp_kl = Some(klv);
             }
+        }
+        if self.config.eval.log_z_samples > 0 {
+            let mut rng = crate::estimate::estimator_rng(self.config.seed, self.iteration);
+            let est = crate::estimate::log_z_estimates(
+                self.env.as_ref(),
+                self.algo.as_mut(),
+                self.exact.as_ref().map(|ex| (&ex.graph, &ex.target)),
+                self.config.eval.log_z_samples,
+                &mut rng,
+            )?;
+            let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+            rec.log_z_elbo = finite(est.elbo.value);
+            rec.log_z_iw = finite(est.iw.value);
+            rec.log_z_iw_ci = finite(est.iw.ci);
+            rec.log_z_eubo = est.eubo.and_then(|e| finite(e.value));
         }
         if let Some(monitor) = self.monitor.as_mut() {
             let (env, algo, bufs) = (
