@@ -17,7 +17,8 @@ use crate::error::{Result, TrainError};
 /// One evaluation: a line of `metrics.jsonl` and a row of `metrics.csv`.
 ///
 /// Fields that do not apply (exact metrics of a non-enumerable environment, the loss before the
-/// first update) are `null` in JSON and empty in CSV.
+/// first update) are `null` in JSON and empty in CSV; the `log Z` estimator fields, added later,
+/// are left out of the JSON when absent, so that records without them keep their old form.
 ///
 /// The environment's own metrics ([`softgfn_core::Monitor`], e.g. bitseq's `modes_found` and
 /// `spearman`) are in [`EvalRecord::env_metrics`], written as extra keys of the same JSON object
@@ -54,16 +55,22 @@ pub struct EvalRecord {
     /// Median milliseconds per training iteration over the iterations since the previous record.
     pub ms_per_iteration: Option<f64>,
     /// Exact ELBO `E_{P_F}[log w] <= log Z` of the policy (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact_log_z_elbo: Option<f64>,
     /// Exact EUBO `E_{P*}[log w] >= log Z` of the policy (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact_log_z_eubo: Option<f64>,
     /// Sampled ELBO over `eval.log_z_samples` trajectories of the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_z_elbo: Option<f64>,
     /// Importance-weighted `log mean w` over the same trajectories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_z_iw: Option<f64>,
     /// Half-width of the 95% interval of `log_z_iw` (delta method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_z_iw_ci: Option<f64>,
     /// Sampled EUBO over `eval.log_z_samples` trajectories of `P*` (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_z_eubo: Option<f64>,
     /// The environment's own metrics by name (none for most environments); `None` (JSON `null`)
     /// for a value that is not finite, such as the Spearman correlation of a constant estimate.
