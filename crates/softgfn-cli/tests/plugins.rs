@@ -152,7 +152,7 @@ fn the_sets_plugin_is_listed_checked_and_trained() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "ok      softgfn-sets/sets: check_env passed for sets: 57 states (all), 312 transitions, 64 rollouts; 13 properties verified\n"
+        "ok      softgfn-sets/sets: check_env passed for sets: 57 states (all), 312 transitions, 64 rollouts; 14 properties verified\n"
     );
 
     // check-env keeps its flags and takes --plugin after the subcommand too.

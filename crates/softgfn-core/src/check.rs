@@ -17,6 +17,7 @@
 //! | `length bound` | trajectories end within `max_trajectory_length` actions |
 //! | `finite rewards` | terminal log-rewards are finite (rewards positive, no NaN/inf) |
 //! | `finite features` | `encode` gives finite values |
+//! | `graph layout` | with a [`GraphLayout`](crate::GraphLayout): it fits the spec, every state's graph fields are well formed (integer codes in range, nodes and stems listed first, edges complete and between present nodes), and every valid stem action has its stem |
 //! | `state index bijection` | `state_index` and `states_from_index` are inverse (enumerable only) |
 
 use crate::env::{Environment, EnvironmentExt, StateValue, is_dead_end, is_terminal_mask};
@@ -38,6 +39,7 @@ pub const PROPERTIES: &[&str] = &[
     "length bound",
     "finite rewards",
     "finite features",
+    "graph layout",
     "state index bijection",
 ];
 
@@ -142,6 +144,10 @@ impl Checker<'_> {
         )?;
         if let Some(v) = feats.iter().find(|v| !v.is_finite()) {
             return Err(self.fail("finite features", format!("encode({s:?}) contains {v}")));
+        }
+        if let Some(layout) = self.env.graph_layout() {
+            check_graph(&layout, &feats, &fm)
+                .map_err(|m| self.fail("graph layout", format!("state {s:?}: {m}")))?;
         }
         if is_initial && bm.iter().any(|&v| v) {
             return Err(self.fail(
@@ -346,6 +352,11 @@ pub fn check_env_with(env: &dyn Environment, opts: &CheckOptions) -> Result<Chec
             format!("exit action {e} is outside 0..{}", spec.num_actions),
         ));
     }
+    if let Some(layout) = env.graph_layout() {
+        layout
+            .validate(&spec)
+            .map_err(|e| ck.fail("graph layout", e.to_string()))?;
+    }
     let s0 = env.initial_row();
     let mut checked = std::collections::HashSet::new();
     ck.check_state(&s0, true)?;
@@ -460,4 +471,66 @@ pub fn check_env_with(env: &dyn Environment, opts: &CheckOptions) -> Result<Chec
         exhaustive,
         properties: PROPERTIES.to_vec(),
     })
+}
+
+/// Checks one state's graph fields against its layout and forward mask (see
+/// [`GraphLayout`](crate::GraphLayout)); the error says what is wrong.
+fn check_graph(
+    layout: &crate::GraphLayout,
+    features: &[f32],
+    forward_mask: &[bool],
+) -> std::result::Result<(), String> {
+    let g = &features[layout.offset..layout.offset + layout.graph_features()];
+    let code = |what: &str, v: f32, limit: usize| -> std::result::Result<Option<usize>, String> {
+        if v == v.round() && v >= 0.0 && v <= limit as f32 {
+            Ok((v > 0.0).then(|| v as usize - 1))
+        } else {
+            Err(format!("{what} holds {v}, not a code in 0..={limit}"))
+        }
+    };
+    let (nodes, rest) = g.split_at(layout.max_nodes);
+    let (edges, stems) = rest.split_at(4 * layout.max_edges);
+    let mut n = 0;
+    for (i, &v) in nodes.iter().enumerate() {
+        if code(&format!("node {i}"), v, layout.node_types)?.is_some() {
+            if n != i {
+                return Err(format!("node {i} is present after an absent node"));
+            }
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err("the graph has no node".into());
+    }
+    for (e, f) in edges.chunks_exact(4).enumerate() {
+        let what = format!("edge {e}");
+        let fields = [
+            code(&what, f[0], n)?,
+            code(&what, f[1], n)?,
+            code(&what, f[2], layout.edge_types)?,
+            code(&what, f[3], layout.edge_types)?,
+        ];
+        let present = fields.iter().filter(|v| v.is_some()).count();
+        if present != 0 && present != 4 {
+            return Err(format!("edge {e} has {present} of its 4 fields"));
+        }
+    }
+    let mut k = 0;
+    for (i, f) in stems.chunks_exact(2).enumerate() {
+        let what = format!("stem {i}");
+        match (code(&what, f[0], n)?, code(&what, f[1], layout.stem_types)?) {
+            (Some(_), Some(_)) if k == i => k += 1,
+            (Some(_), Some(_)) => return Err(format!("stem {i} is present after an absent stem")),
+            (None, None) => {}
+            _ => return Err(format!("stem {i} has one of its 2 fields")),
+        }
+    }
+    let first_absent = layout.graph_actions + k * layout.stem_actions;
+    if let Some(a) = (first_absent..forward_mask.len()).find(|&a| forward_mask[a]) {
+        return Err(format!(
+            "action {a} (stem {}) is valid but the graph has {k} stems",
+            (a - layout.graph_actions) / layout.stem_actions
+        ));
+    }
+    Ok(())
 }

@@ -374,7 +374,8 @@ impl Plugin {
 ///
 /// The ABI carries the batched calls, enumeration, and (from version 2) the readable form and
 /// the state equivalence: a plugin environment keeps the defaults of the optional
-/// `Environment::sequence_layout` and `Environment::monitor` (`None`), so runs on it record no
+/// `Environment::sequence_layout`, `Environment::graph_layout` and `Environment::monitor`
+/// (`None`), so runs on it use neither the transformer nor the graph network and record no
 /// environment-specific metrics such as `modes_found`. A version-1 plugin has no readable form
 /// (the integer row is shown) and no state equivalence.
 pub struct PluginEnv {

@@ -8,7 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{int_rows, ints, read_jsonl, step};
-use softgfn_core::{Environment, EnvironmentExt, GraphLayout, StateValue};
+use softgfn_core::{
+    CheckOptions, CoreError, EnvSpec, Environment, EnvironmentExt, GraphLayout, Result,
+    StateEquivalence, StateValue, check_env_with,
+};
 use softgfn_sehfrag::{NUM_BLOCKS, Sehfrag, SehfragConfig, flat_action};
 
 /// The paper's graph of a state: node types, edges `(src, dst, type_a, type_b)`, stems
@@ -189,4 +192,78 @@ fn the_graph_is_the_papers_mol2graph_on_the_reference_molecules() {
         no_stems > 0,
         "the dummy stem of a molecule without stems is covered"
     );
+}
+
+/// `sehfrag` whose graph features lose the last open stem.
+struct DroppedStem(Sehfrag);
+
+impl Environment for DroppedStem {
+    fn spec(&self) -> &EnvSpec {
+        self.0.spec()
+    }
+    fn params(&self) -> serde_json::Value {
+        self.0.params()
+    }
+    fn initial_state(&self, out: &mut [StateValue]) {
+        self.0.initial_state(out)
+    }
+    fn forward_masks(&self, s: &[StateValue], out: &mut [bool]) -> Result<()> {
+        self.0.forward_masks(s, out)
+    }
+    fn backward_masks(&self, s: &[StateValue], out: &mut [bool]) -> Result<()> {
+        self.0.backward_masks(s, out)
+    }
+    fn step(&self, s: &[StateValue], a: &[u32], n: &mut [StateValue], b: &mut [u32]) -> Result<()> {
+        self.0.step(s, a, n, b)
+    }
+    fn backward_step(
+        &self,
+        s: &[StateValue],
+        b: &[u32],
+        p: &mut [StateValue],
+        a: &mut [u32],
+    ) -> Result<()> {
+        self.0.backward_step(s, b, p, a)
+    }
+    fn log_reward(&self, s: &[StateValue], out: &mut [f64]) -> Result<()> {
+        self.0.log_reward(s, out)
+    }
+    fn encode(&self, s: &[StateValue], out: &mut [f32]) -> Result<()> {
+        self.0.encode(s, out)?;
+        let layout = self.0.graph_layout().unwrap();
+        let fd = self.0.spec().feature_dim;
+        for row in out.chunks_exact_mut(fd) {
+            let stems = &mut row[layout.offset + layout.max_nodes + 4 * layout.max_edges..];
+            let k = stems.chunks(2).take_while(|st| st[0] != 0.0).count();
+            if k > 1 {
+                stems[2 * (k - 1)..2 * k].fill(0.0);
+            }
+        }
+        Ok(())
+    }
+    fn graph_layout(&self) -> Option<GraphLayout> {
+        self.0.graph_layout()
+    }
+    fn as_state_equivalence(&self) -> Option<&dyn StateEquivalence> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn check_env_verifies_the_graph_and_catches_a_missing_stem() {
+    let opts = CheckOptions {
+        rollouts: 4,
+        ..CheckOptions::default()
+    };
+    let env = Sehfrag::new(SehfragConfig::default()).unwrap();
+    check_env_with(&env, &opts).unwrap();
+    match check_env_with(&DroppedStem(env), &opts) {
+        Err(CoreError::CheckFailed {
+            property, details, ..
+        }) => {
+            assert_eq!(property, "graph layout");
+            assert!(details.contains("is valid but the graph has"), "{details}");
+        }
+        other => panic!("expected a graph layout failure, got {other:?}"),
+    }
 }
