@@ -406,6 +406,31 @@ fn table() -> Vec<Row> {
             "unknown field `width`",
         ),
         row(
+            "graph_network_on_an_environment_without_a_graph",
+            train(&["--set", "algo.network=\"graph\""]),
+            "needs an environment whose states are graphs (such as sehfrag); hypergrid does not",
+        ),
+        row(
+            "graph_network_in_float64",
+            train(&["--set", "algo.network.graph.precision=\"float64\""]),
+            "invalid value for `algo.network.graph.precision`: float64; expected \"float32\": the tensor backend computes in f32 only",
+        ),
+        row(
+            "graph_network_zero_width",
+            train(&["--set", "algo.network.graph.width=0"]),
+            "invalid value for `algo.network.graph.width`: 0",
+        ),
+        row(
+            "graph_network_unknown_key",
+            train(&["--set", "algo.network.graph.depth=3"]),
+            "unknown field `depth`, expected one of `width`, `steps`, `precision`",
+        ),
+        row(
+            "network_table_of_another_kind",
+            train(&["--set", "algo.network.mlp.width=3"]),
+            "unknown field `mlp`, expected `graph`",
+        ),
+        row(
             "env_name_not_a_string",
             train(&["--set", "env.name=3"]),
             "`name` must be a string, found 3",
