@@ -27,6 +27,7 @@ pub mod record;
 pub mod replay;
 pub mod sampler;
 pub mod schedule;
+pub mod trained;
 pub mod trainer;
 
 pub use algorithm::{
@@ -43,6 +44,7 @@ pub use replay::{
 };
 pub use sampler::{Exploration, ForwardPolicy, Sampler};
 pub use schedule::{LinearSchedule, PAPER_HORIZON};
+pub use trained::{Sampled, Trained};
 pub use trainer::{Observer, Summary, Trainer};
 
 #[doc(hidden)]

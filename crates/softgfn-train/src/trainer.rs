@@ -258,6 +258,13 @@ fn config_without_budget(text: &str) -> Result<toml::Table> {
         message: format!("cannot parse a saved config: {e}"),
     })?;
     t.remove("iterations");
+    // Keys added to `[eval]` after a run was written take their defaults, so that its
+    // checkpoint still resumes.
+    if let Some(toml::Value::Table(eval)) = t.get_mut("eval") {
+        eval.entry("log_z_samples").or_insert(toml::Value::Integer(
+            crate::config::EvalConfig::default().log_z_samples as i64,
+        ));
+    }
     Ok(t)
 }
 
@@ -412,6 +419,42 @@ impl Trainer {
         self.rng_sampling = t.rng_sampling;
         self.rng_algo = t.rng_algo;
         self.window = t.window;
+        Ok(())
+    }
+
+    /// Sets the counters the next record reports (a model loaded from a run directory reports
+    /// the iteration and trajectory count of the run's last record).
+    pub fn set_counters(&mut self, iteration: u64, trajectories: u64) {
+        self.iteration = iteration;
+        self.trajectories_seen = trajectories;
+    }
+
+    /// The environment and, mutably, the algorithm (sampling from a loaded policy).
+    pub fn env_and_algorithm_mut(&mut self) -> (&dyn Environment, &mut dyn Algorithm) {
+        (self.env.as_ref(), self.algo.as_mut())
+    }
+
+    /// Feeds terminal states to the environment's monitor (none: nothing happens), as training
+    /// does with every iteration's samples.
+    ///
+    /// # Errors
+    /// The monitor's error.
+    pub fn observe(&mut self, terminal_states: &[StateValue]) -> Result<()> {
+        if let Some(m) = self.monitor.as_mut() {
+            m.observe(terminal_states)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `eval.log_z_samples` for the next evaluations.
+    ///
+    /// # Errors
+    /// A value above the largest batch.
+    pub fn set_log_z_samples(&mut self, samples: usize) -> Result<()> {
+        let mut config = self.config.clone();
+        config.eval.log_z_samples = samples;
+        config.validate()?;
+        self.config.eval.log_z_samples = samples;
         Ok(())
     }
 
