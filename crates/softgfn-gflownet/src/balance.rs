@@ -310,33 +310,17 @@ impl Algorithm for BalanceAlgorithm {
             }
             .into());
         }
-        match (self.head_backward, self.fixed_backward) {
-            (Some(h), _) => {
-                self.model.forward(features, rows, &mut self.out)?;
-                let bl = self.out.head(h);
-                for r in 0..rows {
-                    masked_log_softmax(
-                        &bl[r * nb..(r + 1) * nb],
-                        &backward_masks[r * nb..(r + 1) * nb],
-                        1.0,
-                        &mut out[r * nb..(r + 1) * nb],
-                    );
-                }
-                Ok(())
-            }
-            (None, Some(pb)) => {
-                for r in 0..rows {
-                    pb.log_probs(
-                        &backward_masks[r * nb..(r + 1) * nb],
-                        &mut out[r * nb..(r + 1) * nb],
-                    );
-                }
-                Ok(())
-            }
-            (None, None) => {
-                softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out)
-            }
+        if let Some(h) = self.backward.head() {
+            self.model.forward(features, rows, &mut self.out)?;
+            self.backward
+                .prepare(self.out.head(h), 0, rows, backward_masks);
         }
+        for r in 0..rows {
+            let mask = &backward_masks[r * nb..(r + 1) * nb];
+            let row = &mut out[r * nb..(r + 1) * nb];
+            self.backward.with_policy(r, |pb| pb.log_probs(mask, row));
+        }
+        Ok(())
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
