@@ -25,6 +25,7 @@
 mod bench;
 mod plugins;
 mod train;
+mod use_run;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +78,10 @@ enum Command {
         #[command(subcommand)]
         action: plugins::PluginsAction,
     },
+    /// Draw objects from a trained run's policy (CSV or JSON lines).
+    Sample(use_run::SampleArgs),
+    /// Evaluate a trained run again: exact metrics, log Z estimators, environment metrics.
+    Eval(use_run::EvalArgs),
     /// Benchmark harness: run suites, write reports, merge shards.
     Bench {
         #[command(subcommand)]
@@ -157,6 +162,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckEnv(args) => check_env(args),
+        Command::Sample(args) => use_run::sample(args),
+        Command::Eval(args) => use_run::eval(args),
         Command::Plugins { action } => plugins::run(action, &found),
         Command::Bench { action } => bench::bench(action, Vec::new()),
     }

@@ -1128,6 +1128,91 @@ fn table() -> Vec<Row> {
                 ]]}"#,
             );
         }),
+        // --- Using a trained run: sample and eval ------------------------------------------------
+        row(
+            "sample_a_missing_run_directory",
+            cmd(&["sample", "--run", "nothing", "--n", "5"]),
+            "cannot use the run directory nothing: it does not exist or is not a directory",
+        ),
+        row(
+            "eval_a_directory_that_is_not_a_run",
+            cmd(&["eval", "--run", "."]),
+            "cannot use the run directory .: cannot read its config.toml",
+        ),
+        row(
+            "sample_a_half_written_run",
+            cmd(&["sample", "--run", "run", "--n", "5"]),
+            "training did not finish (no summary.json); load its latest checkpoint instead (--checkpoint)",
+        )
+        .on_run(|d, t| {
+            run_copy(d, t);
+            std::fs::remove_file(d.join("run/summary.json")).unwrap();
+        }),
+        row(
+            "sample_a_corrupt_model_file",
+            cmd(&["sample", "--run", "run", "--n", "5"]),
+            "cannot use the run directory run: cannot read its trained parameters",
+        )
+        .on_run(|d, t| {
+            run_copy(d, t);
+            write(d, "run/model.safetensors", "garbage");
+        }),
+        row(
+            "sample_a_run_of_a_plugin_not_loaded",
+            cmd(&["sample", "--run", "run", "--n", "5"]),
+            "it trained on an environment of plugin `softgfn-sets`, which is not loaded: pass --plugin PATH",
+        )
+        .on_run(|d, t| {
+            run_copy(d, t);
+            let p = d.join("run/config.toml");
+            let text = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(p, text.replace("name = \"hypergrid\"", "name = \"softgfn-sets/sets\"")).unwrap();
+        }),
+        row(
+            "sample_zero_objects",
+            cmd(&["sample", "--run", "run", "--n", "0"]),
+            "--n must be at least 1",
+        )
+        .on_run(run_copy),
+        row(
+            "sample_more_objects_than_the_largest_draw",
+            cmd(&["sample", "--run", "run", "--n", "18446744073709551615"]),
+            "--n 18446744073709551615 is larger than the largest draw, 1099511627776",
+        )
+        .on_run(run_copy),
+        row(
+            "sample_into_an_unwritable_file",
+            cmd(&["sample", "--run", "run", "--n", "5", "--out", "/nonexistent/dir/s.csv"]),
+            "cannot create the output file /nonexistent/dir/s.csv",
+        )
+        .on_run(run_copy),
+        row(
+            "sample_a_temperature_of_zero",
+            cmd(&["sample", "--run", "run", "--n", "5", "--temperature", "0"]),
+            "--temperature must be a finite number > 0, got 0",
+        )
+        .on_run(run_copy),
+        row(
+            "sample_without_backward_samples",
+            cmd(&["sample", "--run", "run", "--n", "5", "--backward-samples", "0"]),
+            "--backward-samples must be at least 1",
+        )
+        .on_run(run_copy),
+        row(
+            "eval_too_many_log_z_samples",
+            cmd(&["eval", "--run", "run", "--log-z-samples", "99999999"]),
+            "eval.log_z_samples",
+        )
+        .on_run(run_copy),
+        row(
+            "eval_from_a_missing_checkpoint",
+            cmd(&["eval", "--run", "run", "--checkpoint"]),
+            "no checkpoint in this run directory",
+        )
+        .on_run(|d, t| {
+            run_copy(d, t);
+            std::fs::remove_dir_all(d.join("run/checkpoint")).unwrap();
+        }),
         // --- Checkpoints and resume -------------------------------------------------------------
         row(
             "resume_without_checkpoint",

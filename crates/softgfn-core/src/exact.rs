@@ -428,6 +428,138 @@ impl StateGraph {
         }
         Ok(out)
     }
+    /// `log P_B(b | s)` of every backward action of every state under a fixed backward policy
+    /// (`num_states * num_backward_actions`, `-inf` where invalid): the table that
+    /// [`StateGraph::log_z_bounds`] takes.
+    pub fn log_pb_table(&self, backward: &dyn BackwardPolicy) -> Vec<f64> {
+        let nb = self.num_backward_actions;
+        let mut out = vec![f64::NEG_INFINITY; self.num_states() * nb];
+        for s in 0..self.num_states() {
+            let mask = self.backward_mask(s);
+            for (b, o) in out[s * nb..(s + 1) * nb].iter_mut().enumerate() {
+                if mask[b] {
+                    *o = backward.log_prob(mask, b as u32);
+                }
+            }
+        }
+        out
+    }
+
+    /// The exact evidence bounds of `log Z` for a forward policy `log_pf` (as in
+    /// [`StateGraph::terminal_distribution`]) and a backward policy `log_pb` (as
+    /// [`StateGraph::log_pb_table`] gives it), by dynamic programming over the graph.
+    ///
+    /// With `log w(tau) = log R(x) + sum log P_B - sum log P_F` over a complete trajectory `tau`
+    /// ending at `x` (the exit included in `P_F`):
+    ///
+    /// ```text
+    /// ELBO = E_{tau ~ P_F}[log w(tau)]                     = log Z - KL(P_F || P*) <= log Z
+    /// EUBO = E_{tau ~ P*}[log w(tau)],  P*(tau) = R(x)/Z prod P_B
+    ///                                                      = log Z + KL(P* || P_F) >= log Z
+    /// ```
+    ///
+    /// Both are sums of per-edge terms weighted by the probability that the trajectory crosses
+    /// the edge: forward visit probabilities for the ELBO, backward ones (starting at `x` with
+    /// `R(x)/Z`) for the EUBO. The ELBO is `-inf` when `P_F` reaches an edge that `P_B` never
+    /// takes back; the EUBO is `+inf` when `P*` crosses an edge that `P_F` never takes.
+    ///
+    /// # Errors
+    /// A table of the wrong length.
+    pub fn log_z_bounds(&self, log_pf: &[f64], log_pb: &[f64]) -> Result<LogZBounds> {
+        let n = self.num_states();
+        let (na, nb) = (self.num_actions, self.num_backward_actions);
+        let check = |what: &str, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(CoreError::BufferLength {
+                    what: format!("{what} over the states of {}", self.env_name),
+                    expected,
+                    found,
+                })
+            }
+        };
+        check("forward log-probabilities", n * na, log_pf.len())?;
+        check("backward log-probabilities", n * nb, log_pb.len())?;
+        // A term `p * value` with the convention 0 * anything = 0.
+        let term = |p: f64, value: f64| if p > 0.0 { p * value } else { 0.0 };
+        let ends_implicitly =
+            |s: usize| self.child_offsets[s] == self.child_offsets[s + 1] && !self.can_exit(s);
+
+        // ELBO: forward visit probabilities.
+        let mut mass = vec![0.0f64; n];
+        mass[self.initial as usize] = 1.0;
+        let mut elbo = 0.0;
+        for &s in &self.topo_order {
+            let s = s as usize;
+            let m = mass[s];
+            if m == 0.0 {
+                continue;
+            }
+            let row = &log_pf[s * na..(s + 1) * na];
+            if ends_implicitly(s) {
+                elbo += term(m, self.log_reward[s]);
+                continue;
+            }
+            if let Some(e) = self.exit_action.filter(|_| self.can_exit(s)) {
+                let lp = row[e as usize];
+                elbo += term(m * lp.exp(), self.log_reward[s] - lp);
+            }
+            for e in self.child_offsets[s]..self.child_offsets[s + 1] {
+                let c = self.child_index[e] as usize;
+                let lp = row[self.child_action[e] as usize];
+                let p = m * lp.exp();
+                let lpb = log_pb[c * nb + self.child_backward_action[e] as usize];
+                elbo += term(p, lpb - lp);
+                mass[c] += p;
+            }
+        }
+
+        // EUBO: visit probabilities of P* (x ~ R/Z, then P_B back to s0). In reverse
+        // topological order every child is final before its parents pull from it.
+        let target = self.target();
+        let mut back = target.probs.clone();
+        let mut eubo = 0.0;
+        for &s in self.topo_order.iter().rev() {
+            let s = s as usize;
+            let row = &log_pf[s * na..(s + 1) * na];
+            let q_end = target.probs[s];
+            if q_end > 0.0 {
+                // Trajectories whose object is s: the exit (none when s ends implicitly).
+                let lp = if ends_implicitly(s) {
+                    0.0
+                } else {
+                    row[self.exit_action.unwrap_or(0) as usize]
+                };
+                eubo += q_end * (self.log_reward[s] - lp);
+            }
+            for e in self.child_offsets[s]..self.child_offsets[s + 1] {
+                let c = self.child_index[e] as usize;
+                let lpb = log_pb[c * nb + self.child_backward_action[e] as usize];
+                let p = back[c] * lpb.exp();
+                if p > 0.0 {
+                    eubo += p * (lpb - row[self.child_action[e] as usize]);
+                    back[s] += p;
+                }
+            }
+        }
+        Ok(LogZBounds {
+            log_z: target.log_z,
+            elbo,
+            eubo,
+        })
+    }
+}
+
+/// Exact `log Z` bounds of a policy ([`StateGraph::log_z_bounds`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogZBounds {
+    /// The true `log Z`.
+    pub log_z: f64,
+    /// `E_{P_F}[log w] <= log Z`.
+    pub elbo: f64,
+    /// `E_{P*}[log w] >= log Z`.
+    pub eubo: f64,
 }
 
 /// The target distribution of an enumerable environment.

@@ -23,6 +23,9 @@ pub enum Stream {
     Eval = 4,
     /// Environment instance randomness (e.g. generated mode sets).
     Environment = 5,
+    /// The sampled `log Z` estimators of evaluations (ELBO, importance-weighted, EUBO), kept
+    /// apart so that computing them leaves training unchanged.
+    Estimators = 6,
 }
 
 /// An independent generator for `purpose` derived from `seed`.

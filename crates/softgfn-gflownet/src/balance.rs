@@ -292,6 +292,37 @@ impl Algorithm for BalanceAlgorithm {
         })
     }
 
+    /// The learned backward head (masked log-softmax) when `backward_policy = "learned"`, else
+    /// the fixed policy (`uniform`, `tree`).
+    fn backward_log_probs(
+        &mut self,
+        features: &[f32],
+        backward_masks: &[bool],
+        rows: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let nb = self.num_backward_actions;
+        if backward_masks.len() != rows * nb || out.len() != rows * nb {
+            return Err(softgfn_core::CoreError::BufferLength {
+                what: format!("backward log-probabilities of {rows} states"),
+                expected: rows * nb,
+                found: out.len().min(backward_masks.len()),
+            }
+            .into());
+        }
+        if let Some(h) = self.backward.head() {
+            self.model.forward(features, rows, &mut self.out)?;
+            self.backward
+                .prepare(self.out.head(h), 0, rows, backward_masks);
+        }
+        for r in 0..rows {
+            let mask = &backward_masks[r * nb..(r + 1) * nb];
+            let row = &mut out[r * nb..(r + 1) * nb];
+            self.backward.with_policy(r, |pb| pb.log_probs(mask, row));
+        }
+        Ok(())
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
         Ok(self.model.save_safetensors(&dir.join(MODEL_FILE))?)
     }

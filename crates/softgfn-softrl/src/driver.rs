@@ -270,6 +270,28 @@ impl<A: SoftRlAgent> ForwardPolicy for OffPolicy<A> {
 }
 
 impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
+    /// The fixed `P_B` of the reduction (`uniform`, `tree`); a learned one (the naive mode) is
+    /// estimated with the uniform policy, a valid backward policy for the estimators.
+    fn backward_log_probs(
+        &mut self,
+        _features: &[f32],
+        backward_masks: &[bool],
+        rows: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        if self.backward.is_learned() || rows == 0 {
+            return softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out);
+        }
+        softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out)?;
+        let nb = backward_masks.len() / rows;
+        for r in 0..rows {
+            let mask = &backward_masks[r * nb..(r + 1) * nb];
+            let row = &mut out[r * nb..(r + 1) * nb];
+            self.backward.with_policy(r, |pb| pb.log_probs(mask, row));
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         self.name
     }

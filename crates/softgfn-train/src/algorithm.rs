@@ -61,6 +61,22 @@ pub trait Algorithm: ForwardPolicy + Send {
     /// soft RL: `V(s0)`).
     fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64>;
 
+    /// `log P_B(b | s)` of every backward action of `rows` states given by their features and
+    /// backward masks (`out` has `rows * num_backward_actions` values, `-inf` where invalid): the
+    /// backward policy the algorithm trains with, used by the `log Z` and `log p(x)`
+    /// estimators. The default is uniform over the valid backward actions; an algorithm with
+    /// a learned or another fixed `P_B` overrides it.
+    fn backward_log_probs(
+        &mut self,
+        features: &[f32],
+        backward_masks: &[bool],
+        rows: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let _ = features;
+        uniform_backward_log_probs(backward_masks, rows, out)
+    }
+
     /// Writes the learned parameters into `dir` (e.g. `model.safetensors`).
     fn save(&self, dir: &Path) -> Result<()>;
 
@@ -73,6 +89,40 @@ pub trait Algorithm: ForwardPolicy + Send {
 
     /// Restores a state returned by [`Algorithm::state`] of an identically configured algorithm.
     fn restore(&mut self, state: AlgorithmState) -> Result<()>;
+}
+
+/// `log P_B` uniform over the valid backward actions of `rows` states (the default of
+/// [`Algorithm::backward_log_probs`]).
+///
+/// # Errors
+/// Mask and output lengths that do not match `rows`.
+pub fn uniform_backward_log_probs(
+    backward_masks: &[bool],
+    rows: usize,
+    out: &mut [f64],
+) -> Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    if backward_masks.len() != out.len() || !backward_masks.len().is_multiple_of(rows) {
+        return Err(softgfn_core::CoreError::BufferLength {
+            what: format!("backward log-probabilities of {rows} states"),
+            expected: backward_masks.len(),
+            found: out.len(),
+        }
+        .into());
+    }
+    let nb = backward_masks.len() / rows;
+    if nb == 0 {
+        return Ok(());
+    }
+    for (m, o) in backward_masks
+        .chunks_exact(nb)
+        .zip(out.chunks_exact_mut(nb))
+    {
+        softgfn_core::BackwardPolicy::log_probs(&softgfn_core::UniformBackward, m, o);
+    }
+    Ok(())
 }
 
 /// The complete training state of an algorithm.

@@ -66,6 +66,7 @@ impl EnvSection {
 /// | `empirical_window` | 200000 | terminal states kept for `emp_l1_mean` / `emp_kl` | >= 1 |
 /// | `exact` | true | compute the exact metrics when the environment is enumerable | |
 /// | `max_exact_states` | 5000000 | skip exact metrics above this many states | >= 1 |
+/// | `log_z_samples` | 128 | trajectories of the sampled `log Z` estimators (`log_z_elbo`, `log_z_iw`, `log_z_eubo`); 0 turns them off | 0 to 1048576 |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
@@ -77,6 +78,8 @@ pub struct EvalConfig {
     pub exact: bool,
     /// Largest state space for which exact metrics are computed.
     pub max_exact_states: u64,
+    /// Trajectories of the sampled `log Z` estimators per evaluation (0: none).
+    pub log_z_samples: usize,
 }
 
 impl Default for EvalConfig {
@@ -86,6 +89,7 @@ impl Default for EvalConfig {
             empirical_window: 200_000,
             exact: true,
             max_exact_states: softgfn_core::exact::DEFAULT_MAX_STATES,
+            log_z_samples: 128,
         }
     }
 }
@@ -143,6 +147,13 @@ impl RunConfig {
                 "eval.empirical_window",
                 0,
                 "an integer >= 1",
+            ));
+        }
+        if self.eval.log_z_samples > crate::algorithm::check::MAX_BATCH {
+            return Err(TrainError::invalid(
+                "eval.log_z_samples",
+                self.eval.log_z_samples,
+                &format!("an integer in 0..={}", crate::algorithm::check::MAX_BATCH),
             ));
         }
         softgfn_nn::Device::parse(&self.device)?;

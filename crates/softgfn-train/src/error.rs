@@ -23,6 +23,14 @@ pub enum TrainError {
         /// The allowed range or set.
         expected: String,
     },
+    /// A run directory that cannot be used (missing, half-written, corrupt files).
+    #[error("cannot use the run directory {path}: {message}")]
+    RunDir {
+        /// The directory.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A configuration that does not parse (unknown keys, wrong types, bad TOML).
     #[error("bad configuration{}: {message}", section.as_ref().map(|s| format!(" in [{s}]")).unwrap_or_default())]
     Config {

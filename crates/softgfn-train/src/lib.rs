@@ -9,7 +9,9 @@
 //!   typetag-tagged config and an `inventory` registry;
 //! - [`RunConfig`] and [`config::resolve`]: one TOML document per run, defaults filled in;
 //! - [`Trainer`]: the loop that samples, updates, evaluates (exact and empirical metrics) and
-//!   writes `metrics.jsonl` / `metrics.csv`.
+//!   writes `metrics.jsonl` / `metrics.csv`;
+//! - [`estimate`]: the sampled `log Z` estimators (ELBO, importance-weighted, EUBO) and
+//!   `log p(x)` of a trained policy.
 //!
 //! The network side (`softgfn-nn`) is used through its small `Model` interface: a forward pass,
 //! upstream gradients in, an Adam step. No tensor type appears here.
@@ -19,12 +21,14 @@ pub mod backward;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod estimate;
 pub mod network;
 pub mod objective;
 pub mod record;
 pub mod replay;
 pub mod sampler;
 pub mod schedule;
+pub mod trained;
 pub mod trainer;
 
 pub use algorithm::{
@@ -42,6 +46,7 @@ pub use replay::{
 };
 pub use sampler::{Exploration, ForwardPolicy, Sampler};
 pub use schedule::{LinearSchedule, PAPER_HORIZON};
+pub use trained::{Sampled, Trained};
 pub use trainer::{Observer, Summary, Trainer};
 
 #[doc(hidden)]

@@ -17,7 +17,8 @@ use crate::error::{Result, TrainError};
 /// One evaluation: a line of `metrics.jsonl` and a row of `metrics.csv`.
 ///
 /// Fields that do not apply (exact metrics of a non-enumerable environment, the loss before the
-/// first update) are `null` in JSON and empty in CSV.
+/// first update) are `null` in JSON and empty in CSV; the `log Z` estimator fields, added later,
+/// are left out of the JSON when absent, so that records without them keep their old form.
 ///
 /// The environment's own metrics ([`softgfn_core::Monitor`], e.g. bitseq's `modes_found` and
 /// `spearman`) are in [`EvalRecord::env_metrics`], written as extra keys of the same JSON object
@@ -53,6 +54,24 @@ pub struct EvalRecord {
     pub emp_kl: Option<f64>,
     /// Median milliseconds per training iteration over the iterations since the previous record.
     pub ms_per_iteration: Option<f64>,
+    /// Exact ELBO `E_{P_F}[log w] <= log Z` of the policy (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_log_z_elbo: Option<f64>,
+    /// Exact EUBO `E_{P*}[log w] >= log Z` of the policy (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact_log_z_eubo: Option<f64>,
+    /// Sampled ELBO over `eval.log_z_samples` trajectories of the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_z_elbo: Option<f64>,
+    /// Importance-weighted `log mean w` over the same trajectories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_z_iw: Option<f64>,
+    /// Half-width of the 95% interval of `log_z_iw` (delta method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_z_iw_ci: Option<f64>,
+    /// Sampled EUBO over `eval.log_z_samples` trajectories of `P*` (enumerable environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_z_eubo: Option<f64>,
     /// The environment's own metrics by name (none for most environments); `None` (JSON `null`)
     /// for a value that is not finite, such as the Spearman correlation of a constant estimate.
     #[serde(
@@ -117,6 +136,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "emp_l1_mean",
     "emp_kl",
     "ms_per_iteration",
+    "exact_log_z_elbo",
+    "exact_log_z_eubo",
+    "log_z_elbo",
+    "log_z_iw",
+    "log_z_iw_ci",
+    "log_z_eubo",
 ];
 
 /// The CSV header line (no newline): [`CSV_COLUMNS`] then the environment metric columns
@@ -149,6 +174,12 @@ impl EvalRecord {
             "emp_l1_mean" => self.emp_l1_mean,
             "emp_kl" => self.emp_kl,
             "ms_per_iteration" => self.ms_per_iteration,
+            "exact_log_z_elbo" => self.exact_log_z_elbo,
+            "exact_log_z_eubo" => self.exact_log_z_eubo,
+            "log_z_elbo" => self.log_z_elbo,
+            "log_z_iw" => self.log_z_iw,
+            "log_z_iw_ci" => self.log_z_iw_ci,
+            "log_z_eubo" => self.log_z_eubo,
             other => self.env_metrics.get(other).copied().flatten(),
         }
     }
@@ -179,6 +210,12 @@ impl EvalRecord {
             o(self.emp_l1_mean),
             o(self.emp_kl),
             o(self.ms_per_iteration),
+            o(self.exact_log_z_elbo),
+            o(self.exact_log_z_eubo),
+            o(self.log_z_elbo),
+            o(self.log_z_iw),
+            o(self.log_z_iw_ci),
+            o(self.log_z_eubo),
         ]
         .into_iter()
         .chain(extra_cells)

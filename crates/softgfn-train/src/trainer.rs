@@ -270,6 +270,13 @@ fn config_without_budget(text: &str) -> Result<toml::Table> {
         message: format!("cannot parse a saved config: {e}"),
     })?;
     t.remove("iterations");
+    // Keys added to `[eval]` after a run was written take their defaults, so that its
+    // checkpoint still resumes.
+    if let Some(toml::Value::Table(eval)) = t.get_mut("eval") {
+        eval.entry("log_z_samples").or_insert(toml::Value::Integer(
+            crate::config::EvalConfig::default().log_z_samples as i64,
+        ));
+    }
     Ok(t)
 }
 
@@ -427,6 +434,42 @@ impl Trainer {
         Ok(())
     }
 
+    /// Sets the counters the next record reports (a model loaded from a run directory reports
+    /// the iteration and trajectory count of the run's last record).
+    pub fn set_counters(&mut self, iteration: u64, trajectories: u64) {
+        self.iteration = iteration;
+        self.trajectories_seen = trajectories;
+    }
+
+    /// The environment and, mutably, the algorithm (sampling from a loaded policy).
+    pub fn env_and_algorithm_mut(&mut self) -> (&dyn Environment, &mut dyn Algorithm) {
+        (self.env.as_ref(), self.algo.as_mut())
+    }
+
+    /// Feeds terminal states to the environment's monitor (none: nothing happens), as training
+    /// does with every iteration's samples.
+    ///
+    /// # Errors
+    /// The monitor's error.
+    pub fn observe(&mut self, terminal_states: &[StateValue]) -> Result<()> {
+        if let Some(m) = self.monitor.as_mut() {
+            m.observe(terminal_states)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `eval.log_z_samples` for the next evaluations.
+    ///
+    /// # Errors
+    /// A value above the largest batch.
+    pub fn set_log_z_samples(&mut self, samples: usize) -> Result<()> {
+        let mut config = self.config.clone();
+        config.eval.log_z_samples = samples;
+        config.validate()?;
+        self.config.eval.log_z_samples = samples;
+        Ok(())
+    }
+
     /// Sets the iteration budget (resuming with a larger `--iterations`).
     pub fn set_iterations(&mut self, iterations: u64) {
         self.config.iterations = iterations;
@@ -554,11 +597,31 @@ impl Trainer {
             rec.exact_tv = Some(d.exact_tv);
             rec.exact_kl = Some(d.exact_kl);
             rec.exact_jsd = Some(d.exact_jsd);
+            let (log_pf, log_pb) =
+                crate::estimate::policy_tables(self.env.as_ref(), &ex.graph, self.algo.as_mut())?;
+            let bounds = ex.graph.log_z_bounds(&log_pf, &log_pb)?;
+            rec.exact_log_z_elbo = Some(bounds.elbo).filter(|v| v.is_finite());
+            rec.exact_log_z_eubo = Some(bounds.eubo).filter(|v| v.is_finite());
             if let Some(w) = self.window.as_ref().filter(|w| !w.is_empty()) {
                 let (l1m, klv) = w.metrics(&ex.target.probs, &ex.graph.terminal)?;
                 rec.emp_l1_mean = Some(l1m);
                 rec.emp_kl = Some(klv);
             }
+        }
+        if self.config.eval.log_z_samples > 0 {
+            let mut rng = crate::estimate::estimator_rng(self.config.seed, self.iteration);
+            let est = crate::estimate::log_z_estimates(
+                self.env.as_ref(),
+                self.algo.as_mut(),
+                self.exact.as_ref().map(|ex| (&ex.graph, &ex.target)),
+                self.config.eval.log_z_samples,
+                &mut rng,
+            )?;
+            let finite = |v: f64| Some(v).filter(|v| v.is_finite());
+            rec.log_z_elbo = finite(est.elbo.value);
+            rec.log_z_iw = finite(est.iw.value);
+            rec.log_z_iw_ci = finite(est.iw.ci);
+            rec.log_z_eubo = est.eubo.and_then(|e| finite(e.value));
         }
         if let Some(monitor) = self.monitor.as_mut() {
             let (env, algo, bufs) = (

@@ -239,8 +239,9 @@ proptest! {
         empirical_window in 1usize..=1 << 40,
         exact in any::<bool>(),
         max_exact_states in 1u64..=i64::MAX as u64,
+        log_z_samples in 0usize..=1 << 20,
     ) {
-        let e = EvalConfig { interval, empirical_window, exact, max_exact_states };
+        let e = EvalConfig { interval, empirical_window, exact, max_exact_states, log_z_samples };
         let text = toml::to_string(&e).unwrap();
         let back: EvalConfig = toml::from_str(&text).unwrap();
         prop_assert_eq!(back, e);

@@ -86,13 +86,33 @@ fn train_writes_modes_found_and_spearman_into_every_record() {
     assert_eq!(records[0]["modes_found"], 0.0, "nothing sampled yet");
     assert!(last >= 1.0, "480 samples find a mode at distance 2");
     assert_eq!(summary.last.env_metrics["modes_found"], Some(last));
-    // The CSV has the two extra columns after the fixed ones.
+    // The CSV has the two extra columns after the fixed ones. The header is pinned whole:
+    // columns are only ever appended (new fixed columns after `ms_per_iteration`, before the
+    // environment's), so readers of metrics.csv that index columns by name or by their old
+    // positions keep working.
     let csv = std::fs::read_to_string(tmp.path().join(METRICS_CSV_FILE)).unwrap();
     let header = csv.lines().next().unwrap();
-    assert!(
-        header.ends_with(",ms_per_iteration,modes_found,spearman"),
-        "{header}"
+    assert_eq!(
+        header,
+        "iteration,trajectories,wall_seconds,loss,log_z_learned,log_z_true,exact_l1,exact_tv,\
+         exact_kl,exact_jsd,emp_l1_mean,emp_kl,ms_per_iteration,exact_log_z_elbo,\
+         exact_log_z_eubo,log_z_elbo,log_z_iw,log_z_iw_ci,log_z_eubo,modes_found,spearman"
     );
+    for line in csv.lines() {
+        assert_eq!(line.split(',').count(), 21, "{line}");
+    }
+    // Every record has the log Z estimators (an enumerable instance: the EUBO too).
+    for r in &records {
+        for key in ["log_z_elbo", "log_z_iw", "log_z_iw_ci", "log_z_eubo"] {
+            assert!(r[key].is_number(), "{key}: {r}");
+        }
+        let (lo, z, hi) = (
+            r["exact_log_z_elbo"].as_f64().unwrap(),
+            r["log_z_true"].as_f64().unwrap(),
+            r["exact_log_z_eubo"].as_f64().unwrap(),
+        );
+        assert!(lo <= z + 1e-9 && z <= hi + 1e-9, "{r}");
+    }
     assert_eq!(csv.lines().count(), 1 + records.len());
     // The records read back as EvalRecords with the metrics.
     let back = softgfn_train::record::read_metrics(&tmp.path().join(METRICS_FILE)).unwrap();
