@@ -175,7 +175,12 @@ fn a_checkpoint_of_format_version_1_resumes_or_is_refused_by_version() {
         for m in r.iter_mut().chain(f.iter_mut()) {
             m.remove("loss");
         }
-        assert_eq!(r.first(), f.first());
+        // The first record comes from the fixture, written before the records had the log Z
+        // estimators: compare the keys it has.
+        let (r0, f0) = (r.first().unwrap(), f.first().unwrap());
+        for (key, value) in r0 {
+            assert_eq!(Some(value), f0.get(key), "{key}");
+        }
         assert_eq!(r.last(), f.last());
         assert_eq!(r.last().unwrap()["iteration"], 40);
     } else {
