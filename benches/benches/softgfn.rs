@@ -220,15 +220,10 @@ fn replay(c: &mut Criterion) {
     let mut buf = ReplayBuffer::new(shape, 100_000, Sampling::Prioritized(per)).unwrap();
     let s = [1, 2, 3, 4];
     let n = [1, 2, 3, 5];
-    let fm = [true; 5];
-    let bm = [true; 4];
     for i in 0..100_000u32 {
         let t = TransitionRecord {
             state: &s,
             next_state: &n,
-            forward_mask: &fm,
-            next_forward_mask: &fm,
-            next_backward_mask: &bm,
             action: 3,
             backward_action: 3,
             terminal_log_reward: 0.0,

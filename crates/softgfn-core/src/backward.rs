@@ -44,6 +44,27 @@ impl BackwardPolicy for UniformBackward {
     }
 }
 
+/// A learned backward policy's log-probabilities at one state, as a [`BackwardPolicy`]: row
+/// `b` holds `log P_B(b | s')` (`-inf` where invalid), typically a masked log-softmax of a
+/// network's backward head. It lets a learned `P_B` go through the same code as the fixed ones
+/// (for example [`crate::soft::soft_reward`]); the mask given to its methods is not consulted.
+#[derive(Clone, Copy, Debug)]
+pub struct LogProbRow<'a>(pub &'a [f64]);
+
+impl BackwardPolicy for LogProbRow<'_> {
+    fn name(&self) -> &'static str {
+        "learned"
+    }
+
+    fn log_probs(&self, _backward_mask: &[bool], out: &mut [f64]) {
+        out.copy_from_slice(self.0);
+    }
+
+    fn log_prob(&self, _backward_mask: &[bool], backward_action: u32) -> f64 {
+        self.0[backward_action as usize]
+    }
+}
+
 /// "Tree" backward policy: `log P_B = 0` for every valid backward action.
 ///
 /// Exact on trees (one parent per state). On a DAG it is not a distribution, and using it drops

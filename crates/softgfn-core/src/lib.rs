@@ -44,7 +44,7 @@ pub mod soft;
 pub mod testing;
 pub mod trajectory;
 
-pub use backward::{BackwardPolicy, BackwardPolicyKind, TreeBackward, UniformBackward};
+pub use backward::{BackwardPolicy, BackwardPolicyKind, LogProbRow, TreeBackward, UniformBackward};
 pub use check::{CheckOptions, CheckReport, check_env, check_env_with};
 pub use env::{
     Enumerable, EnvSpec, Environment, EnvironmentExt, GraphLayout, Readable, SequenceLayout,

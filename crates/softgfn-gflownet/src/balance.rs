@@ -5,15 +5,15 @@
 use std::path::Path;
 
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
-use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
+use softgfn_core::{BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
 use softgfn_train::algorithm::{
     decode_state, encode_state, initial_inputs, model_tensors, restore_model,
 };
 use softgfn_train::network::{NetworkChoice, build_model};
 use softgfn_train::{
-    Algorithm, AlgorithmState, BuildContext, ChainBatch, ChainGrads, Exploration, ForwardPolicy,
-    Objective, Result, UpdateContext, UpdateStats,
+    Algorithm, AlgorithmState, BackwardLogProbs, BuildContext, ChainBatch, ChainGrads, Exploration,
+    ForwardPolicy, Objective, Result, UpdateContext, UpdateStats,
 };
 
 /// Model file written by [`Algorithm::save`].
@@ -50,8 +50,7 @@ pub struct BalanceAlgorithm {
     name: &'static str,
     model: Model,
     objective: Box<dyn Objective>,
-    fixed_backward: Option<&'static dyn BackwardPolicy>,
-    head_backward: Option<usize>,
+    backward: BackwardLogProbs,
     head_flow: Option<usize>,
     scalar_log_z: Option<usize>,
     exploration: Exploration,
@@ -61,11 +60,12 @@ pub struct BalanceAlgorithm {
     out: Outputs,
     grad: Outputs,
     lp_rows: Vec<f64>,
-    lpb_rows: Vec<f64>,
     log_pf: Vec<f64>,
     log_pb: Vec<f64>,
     log_flow: Vec<f64>,
     grads: ChainGrads,
+    /// The objective's own `log Z` estimate of the last batch (NaN before the first update).
+    batch_log_z: f64,
 }
 
 impl BalanceAlgorithm {
@@ -121,8 +121,11 @@ impl BalanceAlgorithm {
             name: setup.name,
             model,
             objective: setup.objective,
-            fixed_backward: setup.backward_policy.fixed(),
-            head_backward,
+            backward: BackwardLogProbs::new(
+                setup.backward_policy,
+                head_backward,
+                spec.num_backward_actions,
+            ),
             head_flow,
             scalar_log_z,
             exploration: setup.exploration,
@@ -132,11 +135,11 @@ impl BalanceAlgorithm {
             out: Outputs::new(),
             grad: Outputs::new(),
             lp_rows: Vec::new(),
-            lpb_rows: Vec::new(),
             log_pf: Vec::new(),
             log_pb: Vec::new(),
             log_flow: Vec::new(),
             grads: ChainGrads::default(),
+            batch_log_z: f64::NAN,
         })
     }
 
@@ -190,17 +193,9 @@ impl Algorithm for BalanceAlgorithm {
                 &mut self.lp_rows[r * na..(r + 1) * na],
             );
         }
-        if let Some(h) = self.head_backward {
-            self.lpb_rows.resize(rows * nb, 0.0);
-            let bl = self.out.head(h);
-            for r in 0..rows {
-                masked_log_softmax(
-                    &bl[r * nb..(r + 1) * nb],
-                    t.backward_mask(r),
-                    1.0,
-                    &mut self.lpb_rows[r * nb..(r + 1) * nb],
-                );
-            }
+        if let Some(h) = self.backward.head() {
+            self.backward
+                .prepare(self.out.head(h), 0, rows, &t.backward_masks);
         }
 
         // Chain form of the batch.
@@ -217,11 +212,8 @@ impl Algorithm for BalanceAlgorithm {
                     0.0
                 } else {
                     let tgt = src + 1;
-                    let b = t.backward_actions[e];
-                    match self.fixed_backward {
-                        Some(pb) => pb.log_prob(t.backward_mask(tgt), b),
-                        None => self.lpb_rows[tgt * nb + b as usize],
-                    }
+                    self.backward
+                        .log_prob(tgt, t.backward_mask(tgt), t.backward_actions[e])
                 };
                 self.log_flow[e] = match self.head_flow {
                     Some(h) => f64::from(self.out.head(h)[src]),
@@ -243,6 +235,9 @@ impl Algorithm for BalanceAlgorithm {
             log_outflow: &[],
         };
         let loss = self.objective.loss_and_grad(&batch, &mut self.grads);
+        if let Some(z) = self.objective.log_z_of_batch(&batch) {
+            self.batch_log_z = z;
+        }
 
         // Upstream gradients onto the head outputs.
         let dims = self.model.head_dims();
@@ -258,12 +253,12 @@ impl Algorithm for BalanceAlgorithm {
                     self.grads.log_pf[e],
                     &mut self.grad.head_mut(0)[src * na..(src + 1) * na],
                 );
-                if let (Some(h), false) = (self.head_backward, t.is_exit_edge(e)) {
+                if let (Some(h), false) = (self.backward.head(), t.is_exit_edge(e)) {
                     let tgt = src + 1;
-                    log_softmax_backward_one(
-                        &self.lpb_rows[tgt * nb..(tgt + 1) * nb],
+                    self.backward.backward(
+                        tgt,
                         t.backward_mask(tgt),
-                        t.backward_actions[e] as usize,
+                        t.backward_actions[e],
                         self.grads.log_pb[e],
                         &mut self.grad.head_mut(h)[tgt * nb..(tgt + 1) * nb],
                     );
@@ -293,7 +288,7 @@ impl Algorithm for BalanceAlgorithm {
         self.model.forward(&feats, 1, &mut self.out)?;
         Ok(match self.head_flow {
             Some(h) => f64::from(self.out.head(h)[0]),
-            None => f64::NAN,
+            None => self.batch_log_z,
         })
     }
 

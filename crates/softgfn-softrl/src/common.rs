@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
-use softgfn_core::soft::soft_reward;
-use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment, Trajectories};
+use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Trajectories};
 use softgfn_nn::Outputs;
 use softgfn_train::algorithm::check;
 use softgfn_train::network::TransformerConfig;
@@ -154,58 +153,6 @@ pub fn transitions_of(t: &Trajectories, out: &mut SampledBatch) {
     debug_assert_eq!(out.states.len(), out.actions.len() * w);
 }
 
-/// Encodes the states (and next states) of a batch into `feats` (`[s; s']` when `with_next`).
-pub fn encode_batch(
-    env: &dyn Environment,
-    b: &SampledBatch,
-    with_next: bool,
-    feats: &mut Vec<f32>,
-) -> Result<()> {
-    let n = b.actions.len();
-    let fd = env.spec().feature_dim;
-    let rows = if with_next { 2 * n } else { n };
-    feats.resize(rows * fd, 0.0);
-    env.encode(&b.states, &mut feats[..n * fd])?;
-    if with_next {
-        env.encode(&b.next_states, &mut feats[n * fd..])?;
-    }
-    Ok(())
-}
-
-/// Rewards of the reduced soft MDP for a batch, with a fixed backward policy; with the naive
-/// learned mode (`fixed = None`) `learned_log_pb` supplies `log P_B` per transition.
-pub fn batch_rewards(
-    b: &SampledBatch,
-    nb: usize,
-    fixed: Option<&dyn BackwardPolicy>,
-    learned_log_pb: &[f64],
-    out: &mut Vec<f64>,
-) {
-    out.clear();
-    for i in 0..b.actions.len() {
-        let r = match fixed {
-            Some(pb) => soft_reward(
-                pb,
-                &b.next_backward_masks[i * nb..(i + 1) * nb],
-                b.backward_actions[i],
-                b.exit[i],
-                b.done[i],
-                b.terminal_log_rewards[i],
-            ),
-            None if b.exit[i] => b.terminal_log_rewards[i],
-            None => {
-                learned_log_pb[i]
-                    + if b.done[i] {
-                        b.terminal_log_rewards[i]
-                    } else {
-                        0.0
-                    }
-            }
-        };
-        out.push(r);
-    }
-}
-
 /// Layout of a Q-network's heads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QHeads {
@@ -302,34 +249,6 @@ impl QHeads {
     }
 }
 
-/// The naive learned mode: `log P_B` of every transition from backward logits laid out for rows
-/// `n..2n` (the next states) of a `[s; s']` forward pass. Fills `lpb_rows` (log-softmax rows, for
-/// the gradient) and `log_pb` (0 for exits).
-pub fn learned_log_pb(
-    b: &SampledBatch,
-    backward_logits: &[f32],
-    nb: usize,
-    lpb_rows: &mut Vec<f64>,
-    log_pb: &mut Vec<f64>,
-) {
-    let n = b.actions.len();
-    lpb_rows.resize(n * nb, 0.0);
-    log_pb.clear();
-    for i in 0..n {
-        masked_log_softmax(
-            &backward_logits[(n + i) * nb..(n + i + 1) * nb],
-            &b.next_backward_masks[i * nb..(i + 1) * nb],
-            1.0,
-            &mut lpb_rows[i * nb..(i + 1) * nb],
-        );
-        log_pb.push(if b.exit[i] {
-            0.0
-        } else {
-            lpb_rows[i * nb + b.backward_actions[i] as usize]
-        });
-    }
-}
-
 /// Pushes every transition of `f` into `buffer`, with the given raw priorities (or the maximum).
 pub fn push_all(
     buffer: &mut ReplayBuffer,
@@ -337,15 +256,11 @@ pub fn push_all(
     state_width: usize,
     priorities: Option<&[f64]>,
 ) -> Result<()> {
-    let shape = buffer.shape();
-    let (w, na, nb) = (state_width, shape.num_actions, shape.num_backward_actions);
+    let w = state_width;
     for i in 0..f.actions.len() {
         let rec = TransitionRecord {
             state: &f.states[i * w..(i + 1) * w],
             next_state: &f.next_states[i * w..(i + 1) * w],
-            forward_mask: &f.forward_masks[i * na..(i + 1) * na],
-            next_forward_mask: &f.next_forward_masks[i * na..(i + 1) * na],
-            next_backward_mask: &f.next_backward_masks[i * nb..(i + 1) * nb],
             action: f.actions[i],
             backward_action: f.backward_actions[i],
             terminal_log_reward: f.terminal_log_rewards[i],
@@ -355,36 +270,6 @@ pub fn push_all(
         buffer.push(&rec, priorities.map(|p| p[i]))?;
     }
     Ok(())
-}
-
-/// The non-tensor state of a soft agent, as written (borrowed).
-#[derive(Serialize)]
-pub struct SavedRef<'a> {
-    /// Adam step counts of the online network.
-    pub online_steps: &'a [(String, u64)],
-    /// Adam step counts of the target network.
-    pub target_steps: &'a [(String, u64)],
-    /// Replay contents and priorities.
-    pub buffer: &'a ReplayBuffer,
-    /// Next iteration (for schedules).
-    pub next_iteration: u64,
-    /// Gradient steps taken.
-    pub updates: u64,
-}
-
-/// The non-tensor state of a soft agent, as read back (same field order as [`SavedRef`]).
-#[derive(Deserialize)]
-pub struct Saved {
-    /// Adam step counts of the online network.
-    pub online_steps: Vec<(String, u64)>,
-    /// Adam step counts of the target network.
-    pub target_steps: Vec<(String, u64)>,
-    /// Replay contents and priorities.
-    pub buffer: ReplayBuffer,
-    /// Next iteration (for schedules).
-    pub next_iteration: u64,
-    /// Gradient steps taken.
-    pub updates: u64,
 }
 
 /// The fields every soft agent's config shares, for one validation routine.

@@ -16,32 +16,22 @@
 //! `learning_starts` iterations; the target network follows the online one by Polyak averaging
 //! (`tau`) every `target_update_interval` updates (`tau = 1` gives hard copies).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
-use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
+use softgfn_core::{BackwardPolicyKind, Rng};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
-use softgfn_train::algorithm::{
-    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
-};
-use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig, build_model};
-use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch};
+use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
+use softgfn_train::replay::SampledBatch;
 use softgfn_train::{
-    Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
-    LinearSchedule, PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
+    Algorithm, AlgorithmConfig, BuildContext, LinearSchedule, PAPER_HORIZON, Result, TrainError,
 };
 
+use crate::agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
 use crate::common::{
-    NewPriority, QHeads, ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards,
-    encode_batch, learned_log_pb, push_all, sampling, transitions_of, validate_shared,
+    NewPriority, QHeads, ReplayKind, SharedFields, TdLoss, sampling, validate_shared,
 };
-use crate::targets::{TargetInputs, TargetParams, soft_td_target, soft_value};
-
-/// Model files written by [`Algorithm::save`].
-pub const ONLINE_FILE: &str = "model.safetensors";
-/// Target network file.
-pub const TARGET_FILE: &str = "target.safetensors";
+use crate::driver::{OffPolicy, OffPolicySettings};
+use crate::targets::{TargetInputs, TargetParams, soft_dqn_loss, soft_value};
 
 /// SoftDQN configuration (`name = "soft_dqn"`); `munchausen_dqn` is the same with other defaults.
 ///
@@ -65,6 +55,7 @@ pub const TARGET_FILE: &str = "target.safetensors";
 /// | `tau` | 0.25 | Polyak coefficient of target updates (1 = hard copy) | (0, 1] |
 /// | `target_update_interval` | 1 | gradient steps between target updates | >= 1 |
 /// | `learning_starts` | 16 | iterations before the first gradient step | >= 0 |
+/// | `learning_starts_transitions` | 0 | transitions stored before the first gradient step (both gates apply; the paper's molecules: 100000) | >= 0 |
 /// | `entropy_coef` | 1 / (1 - munchausen_alpha) | soft-RL lambda | > 0 |
 /// | `munchausen_alpha` | 0.0 (M-DQN: 0.15) | Munchausen coefficient | [0, 1) |
 /// | `munchausen_clip_min` | -100.0 | lower clip l0 of the Munchausen term | <= 0 |
@@ -116,6 +107,13 @@ pub struct SoftDqnConfig {
     pub target_update_interval: u64,
     /// Iterations before learning.
     pub learning_starts: u64,
+    /// Transitions stored before learning. The first gradient step is taken at the first
+    /// iteration `i >= learning_starts` whose update has seen at least this many transitions
+    /// (the iteration's own included). With `T` trajectories per iteration of a fixed `L`
+    /// transitions each, iteration `i` has seen `(i + 1) T L`, so `N` transitions equal
+    /// `learning_starts = ceil(N / (T L)) - 1`; with lengths that vary (molecules, sets) only
+    /// this gate states the paper's warm-up exactly.
+    pub learning_starts_transitions: u64,
     /// Entropy coefficient lambda (absent: 1 / (1 - munchausen_alpha)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entropy_coef: Option<f64>,
@@ -170,6 +168,7 @@ impl Default for SoftDqnConfig {
             tau: 0.25,
             target_update_interval: 1,
             learning_starts: 16,
+            learning_starts_transitions: 0,
             entropy_coef: None,
             munchausen_alpha: 0.0,
             munchausen_clip_min: -100.0,
@@ -254,7 +253,34 @@ impl SoftDqnConfig {
         ctx: &mut BuildContext<'_>,
     ) -> Result<Box<dyn Algorithm>> {
         self.check(name)?;
-        Ok(Box::new(SoftDqn::new(name, self.clone(), ctx)?))
+        let settings = OffPolicySettings {
+            trajectories_per_iteration: self.trajectories_per_iteration,
+            batch_size: self.batch_size,
+            buffer_capacity: self.buffer_capacity,
+            sampling: sampling(
+                self.replay,
+                self.per_alpha,
+                self.per_beta,
+                self.per_beta_final,
+                self.per_beta_horizon,
+            )?,
+            new_priority: self.per_new_priority,
+            learning_starts: self.learning_starts,
+            learning_starts_transitions: self.learning_starts_transitions,
+            tau: self.tau,
+            target_update_interval: self.target_update_interval,
+            epsilon: LinearSchedule {
+                start: self.epsilon,
+                end: self.epsilon_final,
+                horizon: self.epsilon_horizon,
+            },
+            temperature: self.temperature,
+            backward_policy: self.backward_policy,
+        };
+        let cfg = self.clone();
+        Ok(Box::new(OffPolicy::new(name, settings, ctx, |actx| {
+            SoftDqn::new(name, cfg, actx)
+        })?))
     }
 }
 
@@ -304,28 +330,19 @@ impl AlgorithmConfig for MunchausenDqnConfig {
     }
 }
 
-/// The SoftDQN / Munchausen DQN agent.
+/// The SoftDQN / Munchausen DQN agent: a Q-network (plain or dueling) and its target copy; the
+/// loop is the driver's ([`OffPolicy`]).
 #[derive(Debug)]
 pub struct SoftDqn {
-    name: &'static str,
     cfg: SoftDqnConfig,
     params: TargetParams,
     online: Model,
     target: Model,
     heads: QHeads,
-    head_backward: Option<usize>,
-    fixed_pb: Option<&'static dyn BackwardPolicy>,
-    buffer: ReplayBuffer,
-    epsilon: LinearSchedule,
-    next_iteration: u64,
-    updates: u64,
     num_actions: usize,
-    num_backward_actions: usize,
+    /// Rows of the last online pass (`n` or `2n`).
+    online_rows: usize,
     // Scratch, reused between calls.
-    fresh: SampledBatch,
-    batch: SampledBatch,
-    feats: Vec<f32>,
-    feats_t: Vec<f32>,
     out: Outputs,
     out_t: Outputs,
     out_ts: Outputs,
@@ -336,19 +353,14 @@ pub struct SoftDqn {
     q_ts: Vec<f32>,
     lsm: Vec<f64>,
     lsm_unused: Vec<f64>,
-    lpb_rows: Vec<f64>,
-    log_pb: Vec<f64>,
-    rewards: Vec<f64>,
-    losses: Vec<f64>,
     scratch: Vec<f64>,
 }
 
 impl SoftDqn {
-    /// Builds the online and target networks and the replay buffer.
-    pub fn new(name: &'static str, cfg: SoftDqnConfig, ctx: &mut BuildContext<'_>) -> Result<Self> {
-        let spec = ctx.env.spec();
-        let (na, nb) = (spec.num_actions, spec.num_backward_actions);
-        let fixed_pb = backward_mode(name, cfg.backward_policy, cfg.naive_learned_backward)?;
+    /// Builds the online network (with a learned `P_B` head when the context asks) and its
+    /// target copy.
+    pub fn new(name: &str, cfg: SoftDqnConfig, ctx: &mut AgentContext<'_, '_>) -> Result<Self> {
+        let na = ctx.env.spec().num_actions;
         let mut heads_spec = Vec::new();
         let heads = if cfg.dueling {
             heads_spec.push(HeadSpec::new("value", 1));
@@ -361,12 +373,6 @@ impl SoftDqn {
             heads_spec.push(HeadSpec::forward_actions("q", na));
             QHeads::Plain { q: 0 }
         };
-        let head_backward = if fixed_pb.is_none() {
-            heads_spec.push(HeadSpec::backward_actions("backward", nb));
-            Some(heads_spec.len() - 1)
-        } else {
-            None
-        };
         let opt = OptimizerSpec {
             adam: AdamConfig {
                 learning_rate: cfg.learning_rate as f32,
@@ -375,7 +381,7 @@ impl SoftDqn {
             },
             group_learning_rates: vec![],
         };
-        let online = build_model(
+        let online = ctx.build_online(
             name,
             &NetworkChoice {
                 kind: cfg.network,
@@ -383,58 +389,24 @@ impl SoftDqn {
                 hidden_layers: cfg.hidden_layers,
                 transformer: &cfg.transformer,
             },
-            ctx.env,
             heads_spec,
             vec![],
             &opt,
-            ctx.device,
-            ctx.rng,
         )?;
         let target = online.clone_model();
-        let shape = ReplayShape {
-            state_width: spec.state_width,
-            num_actions: na,
-            num_backward_actions: nb,
-        };
-        let buffer = ReplayBuffer::new(
-            shape,
-            cfg.buffer_capacity,
-            sampling(
-                cfg.replay,
-                cfg.per_alpha,
-                cfg.per_beta,
-                cfg.per_beta_final,
-                cfg.per_beta_horizon,
-            )?,
-        )?;
         Ok(Self {
-            name,
             params: TargetParams {
                 lambda: cfg.lambda(),
                 munchausen_alpha: cfg.munchausen_alpha,
                 munchausen_clip_min: cfg.munchausen_clip_min,
                 double: cfg.double,
             },
-            epsilon: LinearSchedule {
-                start: cfg.epsilon,
-                end: cfg.epsilon_final,
-                horizon: cfg.epsilon_horizon,
-            },
             cfg,
             online,
             target,
             heads,
-            head_backward,
-            fixed_pb,
-            buffer,
-            next_iteration: 0,
-            updates: 0,
             num_actions: na,
-            num_backward_actions: nb,
-            fresh: SampledBatch::default(),
-            batch: SampledBatch::default(),
-            feats: Vec::new(),
-            feats_t: Vec::new(),
+            online_rows: 0,
             out: Outputs::new(),
             out_t: Outputs::new(),
             out_ts: Outputs::new(),
@@ -445,51 +417,71 @@ impl SoftDqn {
             q_ts: Vec::new(),
             lsm: Vec::new(),
             lsm_unused: Vec::new(),
-            lpb_rows: Vec::new(),
-            log_pb: Vec::new(),
-            rewards: Vec::new(),
-            losses: Vec::new(),
             scratch: Vec::new(),
         })
-    }
-
-    /// The replay buffer.
-    pub fn buffer(&self) -> &ReplayBuffer {
-        &self.buffer
     }
 
     /// The online network.
     pub fn online(&self) -> &Model {
         &self.online
     }
+}
 
-    /// TD losses of `which` batch (fresh transitions or a replay sample) into `self.losses`;
-    /// with `train`, also backpropagates and takes an Adam step. Returns the mean loss.
-    fn td_pass(
+impl SoftRlAgent for SoftDqn {
+    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.online.forward(features, rows, &mut self.out)?;
+        self.heads
+            .logits(&self.out, rows, self.num_actions, self.params.lambda, out);
+        Ok(())
+    }
+
+    fn needs_next_online(&self) -> bool {
+        self.params.double
+    }
+
+    fn forward(
         &mut self,
-        env: &dyn Environment,
-        fresh: bool,
+        features: &[f32],
+        n: usize,
+        online_rows: usize,
         train: bool,
-        rng: &mut softgfn_core::Rng,
-    ) -> Result<f64> {
-        let b = if fresh { &self.fresh } else { &self.batch };
-        let n = b.actions.len();
-        let (na, nb) = (self.num_actions, self.num_backward_actions);
-        let fd = env.spec().feature_dim;
-        let need_next_online = self.params.double || self.head_backward.is_some();
-        encode_batch(env, b, need_next_online, &mut self.feats)?;
-        let rows = if need_next_online { 2 * n } else { n };
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let fd = features.len() / (2 * n).max(1);
+        let rows = &features[..online_rows * fd];
         if train {
             self.online
-                .forward_train(&self.feats, rows, &mut self.out, rng)?;
+                .forward_train(rows, online_rows, &mut self.out, rng)?;
         } else {
-            self.online.forward(&self.feats, rows, &mut self.out)?;
+            self.online.forward(rows, online_rows, &mut self.out)?;
         }
+        self.online_rows = online_rows;
         // Target network at s' (and at s for the Munchausen term).
-        self.feats_t.resize(n * fd, 0.0);
-        env.encode(&b.next_states, &mut self.feats_t)?;
-        self.target.forward(&self.feats_t, n, &mut self.out_t)?;
-        self.heads.q_values(
+        self.target
+            .forward(&features[n * fd..2 * n * fd], n, &mut self.out_t)?;
+        if self.params.munchausen_alpha > 0.0 {
+            self.target
+                .forward(&features[..n * fd], n, &mut self.out_ts)?;
+        }
+        Ok(())
+    }
+
+    fn online_outputs(&self) -> &Outputs {
+        &self.out
+    }
+
+    fn loss(
+        &mut self,
+        b: &SampledBatch,
+        rewards: &[f64],
+        train: bool,
+        out: &mut LossOutput,
+    ) -> Result<f64> {
+        let n = b.actions.len();
+        let na = self.num_actions;
+        let munchausen = self.params.munchausen_alpha > 0.0;
+        let h = self.heads;
+        h.q_values(
             &self.out_t,
             0,
             n,
@@ -498,11 +490,8 @@ impl SoftDqn {
             &mut self.q_t,
             &mut self.lsm_unused,
         );
-        let munchausen = self.params.munchausen_alpha > 0.0;
         if munchausen {
-            self.target
-                .forward(&self.feats[..n * fd], n, &mut self.out_ts)?;
-            self.heads.q_values(
+            h.q_values(
                 &self.out_ts,
                 0,
                 n,
@@ -512,7 +501,7 @@ impl SoftDqn {
                 &mut self.lsm_unused,
             );
         }
-        self.heads.q_values(
+        h.q_values(
             &self.out,
             0,
             n,
@@ -522,7 +511,7 @@ impl SoftDqn {
             &mut self.lsm,
         );
         if self.params.double {
-            self.heads.q_values(
+            h.q_values(
                 &self.out,
                 n,
                 n,
@@ -532,36 +521,17 @@ impl SoftDqn {
                 &mut self.lsm_unused,
             );
         }
-        // Rewards of the reduction (naive mode: log P_B from the online backward head at s').
-        self.log_pb.clear();
-        if let Some(h) = self.head_backward {
-            learned_log_pb(
-                b,
-                self.out.head(h),
-                nb,
-                &mut self.lpb_rows,
-                &mut self.log_pb,
-            );
-        }
-        batch_rewards(
-            b,
-            nb,
-            self.fixed_pb.map(|p| p as &dyn BackwardPolicy),
-            &self.log_pb,
-            &mut self.rewards,
-        );
         self.scratch.resize(na, 0.0);
-        self.losses.clear();
         if train {
             let dims = self.online.head_dims();
-            self.grad.reset(rows, &dims);
+            self.grad.reset(self.online_rows, &dims);
         }
         let mut total = 0.0;
         let inv = 1.0 / n.max(1) as f64;
         for i in 0..n {
             let a = b.actions[i] as usize;
             let x = TargetInputs {
-                reward: self.rewards[i],
+                reward: rewards[i],
                 done: b.done[i],
                 q_target_next: &self.q_t[i * na..(i + 1) * na],
                 q_online_next: self
@@ -573,20 +543,24 @@ impl SoftDqn {
                 mask: &b.forward_masks[i * na..(i + 1) * na],
                 action: a,
             };
-            let y = soft_td_target(&self.params, &x, &mut self.scratch);
-            let delta = f64::from(self.q[i * na + a]) - y;
-            let (l, dl) = self.cfg.loss.eval(delta);
+            let (l, dl) = soft_dqn_loss(
+                &self.params,
+                self.cfg.loss,
+                &x,
+                f64::from(self.q[i * na + a]),
+                &mut self.scratch,
+            );
             let leaf = if b.done[i] { self.cfg.leaf_coef } else { 1.0 };
             let w = if self.cfg.per_apply_weights {
                 b.weights[i]
             } else {
                 1.0
             };
-            self.losses.push(leaf * l);
+            out.losses.push(leaf * l);
             total += w * leaf * l * inv;
             if train {
                 let g = w * leaf * dl * inv;
-                self.heads.backward_one(
+                h.backward_one(
                     &mut self.grad,
                     i,
                     na,
@@ -599,166 +573,43 @@ impl SoftDqn {
                     a,
                     g,
                 );
-                if let (Some(h), false) = (self.head_backward, b.exit[i]) {
-                    // y contains +log P_B, so d loss / d log P_B = -g (the naive mode).
-                    softgfn_core::math::log_softmax_backward_one(
-                        &self.lpb_rows[i * nb..(i + 1) * nb],
-                        &b.next_backward_masks[i * nb..(i + 1) * nb],
-                        b.backward_actions[i] as usize,
-                        -g,
-                        &mut self.grad.head_mut(h)[(n + i) * nb..(n + i + 1) * nb],
-                    );
-                }
+                // y contains +r, so d loss / d r = -g.
+                out.reward_grads.push(-g);
             }
-        }
-        if train {
-            self.online.backward(&self.grad, &[])?;
-            self.online.step()?;
         }
         Ok(total)
     }
 
-    fn update_target(&mut self) -> Result<()> {
-        if self.updates.is_multiple_of(self.cfg.target_update_interval) {
-            if self.cfg.tau >= 1.0 {
-                self.target.copy_from(&self.online)?;
-            } else {
-                self.target.polyak_from(&self.online, self.cfg.tau as f32)?;
-            }
-        }
+    fn gradients_mut(&mut self) -> &mut Outputs {
+        &mut self.grad
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.online.backward(&self.grad, &[])?;
+        self.online.step()?;
         Ok(())
     }
-}
 
-impl ForwardPolicy for SoftDqn {
-    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
-        self.online.forward(features, rows, &mut self.out)?;
-        self.heads
-            .logits(&self.out, rows, self.num_actions, self.params.lambda, out);
-        Ok(())
-    }
-}
-
-impl Algorithm for SoftDqn {
-    fn name(&self) -> &str {
-        self.name
+    fn update_target(&mut self, tau: f64) -> Result<()> {
+        soft_update(&mut self.target, &self.online, tau)
     }
 
-    fn exploration(&self) -> Exploration {
-        Exploration {
-            epsilon: self.epsilon.value(self.next_iteration),
-            temperature: self.cfg.temperature,
-        }
-    }
-
-    fn trajectories_per_iteration(&self) -> usize {
-        self.cfg.trajectories_per_iteration
-    }
-
-    fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats> {
-        self.next_iteration = ctx.iteration + 1;
-        transitions_of(ctx.trajectories, &mut self.fresh);
-        let prioritized = matches!(
-            self.buffer.sampling(),
-            softgfn_train::replay::Sampling::Prioritized(_)
-        );
-        let with_loss = prioritized && self.cfg.per_new_priority == NewPriority::Loss;
-        if with_loss {
-            self.td_pass(ctx.env, true, false, ctx.rng)?;
-        }
-        push_all(
-            &mut self.buffer,
-            &self.fresh,
-            ctx.env.spec().state_width,
-            with_loss.then_some(self.losses.as_slice()),
-        )?;
-        if ctx.iteration < self.cfg.learning_starts {
-            return Ok(UpdateStats {
-                loss: f64::NAN,
-                grad_norm: f64::NAN,
-            });
-        }
-        self.buffer
-            .sample(self.cfg.batch_size, ctx.iteration, ctx.rng, &mut self.batch)?;
-        let loss = self.td_pass(ctx.env, false, true, ctx.rng)?;
-        if prioritized {
-            let idx = std::mem::take(&mut self.batch.indices);
-            self.buffer.update_priorities(&idx, &self.losses)?;
-            self.batch.indices = idx;
-        }
-        self.updates += 1;
-        self.update_target()?;
-        Ok(UpdateStats {
-            loss,
-            grad_norm: f64::NAN,
-        })
-    }
-
-    fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
-        let (feats, mask) = initial_inputs(env)?;
+    fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64> {
         let na = self.num_actions;
-        self.online.forward(&feats, 1, &mut self.out)?;
+        self.online.forward(features, 1, &mut self.out)?;
         let mut q = Vec::new();
         let mut lsm = Vec::new();
         self.heads
-            .q_values(&self.out, 0, 1, na, &mask, &mut q, &mut lsm);
+            .q_values(&self.out, 0, 1, na, mask, &mut q, &mut lsm);
         let mut lp = vec![0.0; na];
-        Ok(soft_value(&q, &mask, self.params.lambda, &mut lp))
+        Ok(soft_value(&q, mask, self.params.lambda, &mut lp))
     }
 
-    fn save(&self, dir: &Path) -> Result<()> {
-        self.online.save_safetensors(&dir.join(ONLINE_FILE))?;
-        Ok(self.target.save_safetensors(&dir.join(TARGET_FILE))?)
+    fn networks(&self) -> Vec<(&'static str, &Model)> {
+        vec![("online", &self.online), ("target", &self.target)]
     }
 
-    fn state(&self) -> Result<AlgorithmState> {
-        let (mut tensors, online_steps) = model_tensors("online", &self.online);
-        let (target, target_steps) = model_tensors("target", &self.target);
-        tensors.extend(target);
-        let state = crate::common::SavedRef {
-            online_steps: &online_steps,
-            target_steps: &target_steps,
-            buffer: &self.buffer,
-            next_iteration: self.next_iteration,
-            updates: self.updates,
-        };
-        Ok(AlgorithmState {
-            tensors,
-            bytes: encode_state(self.name, &state)?,
-        })
-    }
-
-    fn restore(&mut self, state: AlgorithmState) -> Result<()> {
-        let saved: crate::common::Saved = decode_state(self.name, &state.bytes)?;
-        restore_model(
-            "online",
-            &mut self.online,
-            &state.tensors,
-            &saved.online_steps,
-        )?;
-        restore_model(
-            "target",
-            &mut self.target,
-            &state.tensors,
-            &saved.target_steps,
-        )?;
-        if saved.buffer.shape() != self.buffer.shape()
-            || saved.buffer.capacity() != self.buffer.capacity()
-        {
-            return Err(TrainError::Checkpoint {
-                path: self.name.into(),
-                message: "the saved replay buffer has another shape or capacity than this config"
-                    .into(),
-            });
-        }
-        self.buffer = saved.buffer;
-        self.next_iteration = saved.next_iteration;
-        self.updates = saved.updates;
-        Ok(())
-    }
-
-    fn load(&mut self, dir: &Path) -> Result<()> {
-        self.online.load_safetensors(&dir.join(ONLINE_FILE))?;
-        Ok(self.target.load_safetensors(&dir.join(TARGET_FILE))?)
+    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
+        vec![("online", &mut self.online), ("target", &mut self.target)]
     }
 }

@@ -5,20 +5,28 @@
 //! `log P_B(s|s')` on intermediate edges and `log R(x)` on the exit (see
 //! [`softgfn_core::soft`]), entropy-regularized RL with coefficient 1 learns the GFlowNet.
 //!
+//! - [`SoftRlAgent`]: what an entropy-regularized RL agent is on the reduction's soft MDP (the
+//!   seam; [`agent`] says who calls what), and [`OffPolicy`], the one off-policy driver that makes
+//!   any agent an `Algorithm` (replay, rewards, warm-up, exploration, targets, checkpoints);
 //! - [`dqn::SoftDqn`]: SoftDQN (`name = "soft_dqn"`) and Munchausen DQN
 //!   (`name = "munchausen_dqn"`, alpha 0.15, `lambda = 1/(1 - alpha)`);
 //! - [`sac::Sac`]: discrete soft actor-critic (`name = "sac"`);
-//! - [`targets`]: the soft Bellman targets as pure functions, tested at exact fixed points.
+//! - [`targets`]: the soft Bellman targets and the agents' losses as pure functions, tested at
+//!   exact fixed points, against hand-computed literals and finite differences.
 //!
 //! Soft agents refuse a learned backward policy (the equivalence needs a fixed `P_B`) unless the
 //! paper code's naive mode is chosen explicitly (`naive_learned_backward = true`).
 
+pub mod agent;
 pub mod common;
 pub mod dqn;
+pub mod driver;
 pub mod sac;
 pub mod targets;
 
+pub use agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
 pub use dqn::{MunchausenDqnConfig, SoftDqn, SoftDqnConfig};
+pub use driver::{OffPolicy, OffPolicySettings};
 pub use sac::{Sac, SacConfig};
 
 softgfn_train::inventory::submit! {

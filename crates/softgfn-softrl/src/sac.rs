@@ -13,28 +13,21 @@
 //!
 //! The behaviour policy is the actor; `log_z_learned` is `V(s0)` with the online critics.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
-use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
-use softgfn_core::{BackwardPolicy, BackwardPolicyKind, Environment};
+use softgfn_core::math::masked_log_softmax;
+use softgfn_core::{BackwardPolicyKind, Rng};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
-use softgfn_train::algorithm::{
-    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
-};
-use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig, build_model};
-use softgfn_train::replay::{ReplayBuffer, ReplayShape, SampledBatch, Sampling};
+use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
+use softgfn_train::replay::SampledBatch;
 use softgfn_train::{
-    Algorithm, AlgorithmConfig, AlgorithmState, BuildContext, Exploration, ForwardPolicy,
-    LinearSchedule, PAPER_HORIZON, Result, TrainError, UpdateContext, UpdateStats,
+    Algorithm, AlgorithmConfig, BuildContext, LinearSchedule, PAPER_HORIZON, Result,
 };
 
-use crate::common::{
-    ReplayKind, SharedFields, TdLoss, backward_mode, batch_rewards, encode_batch, learned_log_pb,
-    push_all, sampling, transitions_of, validate_shared,
-};
-use crate::targets::{sac_value, sac_value_grad};
+use crate::agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
+use crate::common::{NewPriority, ReplayKind, SharedFields, TdLoss, sampling, validate_shared};
+use crate::driver::{OffPolicy, OffPolicySettings};
+use crate::targets::{sac_actor_loss, sac_critic_loss, sac_value};
 
 const ACTOR: usize = 0;
 const Q1: usize = 1;
@@ -57,6 +50,7 @@ const Q2: usize = 2;
 /// | `loss` | `huber` | critic loss | |
 /// | `tau` | 0.25 | Polyak coefficient of the target critics | (0, 1] |
 /// | `learning_starts` | 16 | iterations before the first gradient step | >= 0 |
+/// | `learning_starts_transitions` | 0 | transitions stored before the first gradient step (both gates apply; the paper's molecules: 100000) | >= 0 |
 /// | `leaf_coef` | 1.0 | critic-loss weight of terminal transitions | > 0 |
 /// | `backward_policy` | `uniform` | fixed P_B; `learned` needs `naive_learned_backward` | |
 /// | `naive_learned_backward` | false | the paper code's learned tied P_B (naive mode) | |
@@ -100,6 +94,13 @@ pub struct SacConfig {
     pub tau: f64,
     /// Iterations before learning.
     pub learning_starts: u64,
+    /// Transitions stored before learning. The first gradient step is taken at the first
+    /// iteration `i >= learning_starts` whose update has seen at least this many transitions
+    /// (the iteration's own included). With `T` trajectories per iteration of a fixed `L`
+    /// transitions each, iteration `i` has seen `(i + 1) T L`, so `N` transitions equal
+    /// `learning_starts = ceil(N / (T L)) - 1`; with lengths that vary (molecules, sets) only
+    /// this gate states the paper's warm-up exactly.
+    pub learning_starts_transitions: u64,
     /// Critic-loss weight of terminal transitions.
     pub leaf_coef: f64,
     /// Backward policy.
@@ -143,6 +144,7 @@ impl Default for SacConfig {
             loss: TdLoss::Huber,
             tau: 0.25,
             learning_starts: 16,
+            learning_starts_transitions: 0,
             leaf_coef: 1.0,
             backward_policy: BackwardPolicyKind::Uniform,
             naive_learned_backward: false,
@@ -193,7 +195,35 @@ impl AlgorithmConfig for SacConfig {
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
         self.validate()?;
-        Ok(Box::new(Sac::new(self.clone(), ctx)?))
+        let settings = OffPolicySettings {
+            trajectories_per_iteration: self.trajectories_per_iteration,
+            batch_size: self.batch_size,
+            buffer_capacity: self.buffer_capacity,
+            sampling: sampling(
+                self.replay,
+                self.per_alpha,
+                self.per_beta,
+                self.per_beta_final,
+                self.per_beta_horizon,
+            )?,
+            // New transitions enter at the largest priority seen.
+            new_priority: NewPriority::Max,
+            learning_starts: self.learning_starts,
+            learning_starts_transitions: self.learning_starts_transitions,
+            tau: self.tau,
+            target_update_interval: 1,
+            epsilon: LinearSchedule {
+                start: self.epsilon,
+                end: self.epsilon_final,
+                horizon: self.epsilon_horizon,
+            },
+            temperature: self.temperature,
+            backward_policy: self.backward_policy,
+        };
+        let cfg = self.clone();
+        Ok(Box::new(OffPolicy::new("sac", settings, ctx, |actx| {
+            Sac::new(cfg, actx)
+        })?))
     }
 
     fn clone_box(&self) -> Box<dyn AlgorithmConfig> {
@@ -201,47 +231,30 @@ impl AlgorithmConfig for SacConfig {
     }
 }
 
-/// The discrete SAC agent.
+/// The discrete SAC agent: actor and twin critics on one torso, and its target copy; the loop
+/// is the driver's ([`OffPolicy`]).
 #[derive(Debug)]
 pub struct Sac {
     cfg: SacConfig,
     online: Model,
     target: Model,
-    head_backward: Option<usize>,
-    fixed_pb: Option<&'static dyn BackwardPolicy>,
-    buffer: ReplayBuffer,
-    epsilon: LinearSchedule,
-    next_iteration: u64,
     num_actions: usize,
-    num_backward_actions: usize,
-    fresh: SampledBatch,
-    batch: SampledBatch,
-    feats: Vec<f32>,
     out: Outputs,
     out_t: Outputs,
     grad: Outputs,
     lp: Vec<f64>,
-    lpb: Vec<f64>,
-    log_pb: Vec<f64>,
-    rewards: Vec<f64>,
-    losses: Vec<f64>,
 }
 
 impl Sac {
-    /// Builds the shared network (actor, twin critics), its target copy and the replay buffer.
-    pub fn new(cfg: SacConfig, ctx: &mut BuildContext<'_>) -> Result<Self> {
-        let spec = ctx.env.spec();
-        let (na, nb) = (spec.num_actions, spec.num_backward_actions);
-        let fixed_pb = backward_mode("sac", cfg.backward_policy, cfg.naive_learned_backward)?;
-        let mut heads = vec![
+    /// Builds the shared network (actor, twin critics; a learned `P_B` head when the context
+    /// asks) and its target copy.
+    pub fn new(cfg: SacConfig, ctx: &mut AgentContext<'_, '_>) -> Result<Self> {
+        let na = ctx.env.spec().num_actions;
+        let heads = vec![
             HeadSpec::forward_actions("actor", na),
             HeadSpec::forward_actions("q1", na),
             HeadSpec::forward_actions("q2", na),
         ];
-        let head_backward = fixed_pb.is_none().then(|| {
-            heads.push(HeadSpec::backward_actions("backward", nb));
-            heads.len() - 1
-        });
         let opt = OptimizerSpec {
             adam: AdamConfig {
                 learning_rate: cfg.q_learning_rate as f32,
@@ -251,7 +264,7 @@ impl Sac {
             },
             group_learning_rates: vec![("head:actor".to_string(), cfg.policy_learning_rate as f32)],
         };
-        let online = build_model(
+        let online = ctx.build_online(
             "sac",
             &NetworkChoice {
                 kind: cfg.network,
@@ -259,75 +272,71 @@ impl Sac {
                 hidden_layers: cfg.hidden_layers,
                 transformer: &cfg.transformer,
             },
-            ctx.env,
             heads,
             vec![],
             &opt,
-            ctx.device,
-            ctx.rng,
         )?;
         let target = online.clone_model();
-        let buffer = ReplayBuffer::new(
-            ReplayShape {
-                state_width: spec.state_width,
-                num_actions: na,
-                num_backward_actions: nb,
-            },
-            cfg.buffer_capacity,
-            sampling(
-                cfg.replay,
-                cfg.per_alpha,
-                cfg.per_beta,
-                cfg.per_beta_final,
-                cfg.per_beta_horizon,
-            )?,
-        )?;
         Ok(Self {
-            epsilon: LinearSchedule {
-                start: cfg.epsilon,
-                end: cfg.epsilon_final,
-                horizon: cfg.epsilon_horizon,
-            },
             cfg,
             online,
             target,
-            head_backward,
-            fixed_pb,
-            buffer,
-            next_iteration: 0,
             num_actions: na,
-            num_backward_actions: nb,
-            fresh: SampledBatch::default(),
-            batch: SampledBatch::default(),
-            feats: Vec::new(),
             out: Outputs::new(),
             out_t: Outputs::new(),
             grad: Outputs::new(),
             lp: Vec::new(),
-            lpb: Vec::new(),
-            log_pb: Vec::new(),
-            rewards: Vec::new(),
-            losses: Vec::new(),
         })
     }
+}
 
-    fn train_step(
+impl SoftRlAgent for Sac {
+    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        self.online.forward(features, rows, &mut self.out)?;
+        out.copy_from_slice(&self.out.head(ACTOR)[..rows * self.num_actions]);
+        Ok(())
+    }
+
+    /// The actor at `s'` gives the bootstrap policy.
+    fn needs_next_online(&self) -> bool {
+        true
+    }
+
+    fn forward(
         &mut self,
-        env: &dyn Environment,
-        iteration: u64,
-        rng: &mut softgfn_core::Rng,
-    ) -> Result<f64> {
-        self.buffer
-            .sample(self.cfg.batch_size, iteration, rng, &mut self.batch)?;
-        let b = &self.batch;
-        let n = b.actions.len();
-        let (na, nb) = (self.num_actions, self.num_backward_actions);
-        // Online network on [s; s'] (the actor at s' gives the bootstrap policy).
-        encode_batch(env, b, true, &mut self.feats)?;
-        self.online
-            .forward_train(&self.feats, 2 * n, &mut self.out, rng)?;
+        features: &[f32],
+        n: usize,
+        online_rows: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let fd = features.len() / (2 * n).max(1);
+        let rows = &features[..online_rows * fd];
+        if train {
+            self.online
+                .forward_train(rows, online_rows, &mut self.out, rng)?;
+        } else {
+            self.online.forward(rows, online_rows, &mut self.out)?;
+        }
         // Target critics on [s; s'].
-        self.target.forward(&self.feats, 2 * n, &mut self.out_t)?;
+        self.target
+            .forward(&features[..2 * n * fd], 2 * n, &mut self.out_t)?;
+        Ok(())
+    }
+
+    fn online_outputs(&self) -> &Outputs {
+        &self.out
+    }
+
+    fn loss(
+        &mut self,
+        b: &SampledBatch,
+        rewards: &[f64],
+        train: bool,
+        out: &mut LossOutput,
+    ) -> Result<f64> {
+        let n = b.actions.len();
+        let na = self.num_actions;
         self.lp.resize(2 * n * na, 0.0);
         let actor = self.out.head(ACTOR);
         for r in 0..2 * n {
@@ -343,24 +352,12 @@ impl Sac {
                 &mut self.lp[r * na..(r + 1) * na],
             );
         }
-        self.log_pb.clear();
-        if let Some(h) = self.head_backward {
-            learned_log_pb(b, self.out.head(h), nb, &mut self.lpb, &mut self.log_pb);
-        }
-        batch_rewards(
-            b,
-            nb,
-            self.fixed_pb.map(|p| p as &dyn BackwardPolicy),
-            &self.log_pb,
-            &mut self.rewards,
-        );
         let dims = self.online.head_dims();
         self.grad.reset(2 * n, &dims);
         let (tq1, tq2) = (self.out_t.head(Q1), self.out_t.head(Q2));
         let (q1, q2) = (self.out.head(Q1), self.out.head(Q2));
         let inv = 1.0 / n.max(1) as f64;
         let mut total = 0.0;
-        self.losses.clear();
         for i in 0..n {
             let a = b.actions[i] as usize;
             let next = n + i;
@@ -374,164 +371,68 @@ impl Sac {
                     &b.next_forward_masks[i * na..(i + 1) * na],
                 )
             };
-            let y = self.rewards[i] + v_next;
+            let y = rewards[i] + v_next;
             let leaf = if b.done[i] { self.cfg.leaf_coef } else { 1.0 };
             let w = if self.cfg.per_apply_weights {
                 b.weights[i]
             } else {
                 1.0
             };
-            let (l1, d1) = self.cfg.loss.eval(f64::from(q1[i * na + a]) - y);
-            let (l2, d2) = self.cfg.loss.eval(f64::from(q2[i * na + a]) - y);
-            self.losses.push(leaf * 0.5 * (l1 + l2));
-            total += w * leaf * (l1 + l2) * inv;
+            let (l, d1, d2) = sac_critic_loss(
+                self.cfg.loss,
+                f64::from(q1[i * na + a]),
+                f64::from(q2[i * na + a]),
+                y,
+            );
+            out.losses.push(leaf * 0.5 * l);
+            total += w * leaf * l * inv;
+            if !train {
+                continue;
+            }
             self.grad.head_mut(Q1)[i * na + a] += (w * leaf * d1 * inv) as f32;
             self.grad.head_mut(Q2)[i * na + a] += (w * leaf * d2 * inv) as f32;
-            if let (Some(h), false) = (self.head_backward, b.exit[i]) {
-                let g = -w * leaf * (d1 + d2) * inv;
-                log_softmax_backward_one(
-                    &self.lpb[i * nb..(i + 1) * nb],
-                    &b.next_backward_masks[i * nb..(i + 1) * nb],
-                    b.backward_actions[i] as usize,
-                    g,
-                    &mut self.grad.head_mut(h)[next * nb..(next + 1) * nb],
-                );
-            }
+            // y contains +r in both critics' residuals.
+            out.reward_grads.push(-w * leaf * (d1 + d2) * inv);
             // Actor: maximise V(s) under the target critics (loss -mean V(s)).
-            let v = sac_value_grad(
-                &self.lp[i * na..(i + 1) * na],
-                &tq1[i * na..(i + 1) * na],
-                &tq2[i * na..(i + 1) * na],
-                &b.forward_masks[i * na..(i + 1) * na],
-                -inv,
-                &mut self.grad.head_mut(ACTOR)[i * na..(i + 1) * na],
-            );
-            total -= v * inv;
+            total += inv
+                * sac_actor_loss(
+                    &self.lp[i * na..(i + 1) * na],
+                    &tq1[i * na..(i + 1) * na],
+                    &tq2[i * na..(i + 1) * na],
+                    &b.forward_masks[i * na..(i + 1) * na],
+                    inv,
+                    &mut self.grad.head_mut(ACTOR)[i * na..(i + 1) * na],
+                );
         }
-        self.online.backward(&self.grad, &[])?;
-        self.online.step()?;
-        if matches!(self.buffer.sampling(), Sampling::Prioritized(_)) {
-            let idx = std::mem::take(&mut self.batch.indices);
-            self.buffer.update_priorities(&idx, &self.losses)?;
-            self.batch.indices = idx;
-        }
-        self.target.polyak_from(&self.online, self.cfg.tau as f32)?;
         Ok(total)
     }
-}
 
-impl ForwardPolicy for Sac {
-    fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
-        self.online.forward(features, rows, &mut self.out)?;
-        out.copy_from_slice(&self.out.head(ACTOR)[..rows * self.num_actions]);
+    fn gradients_mut(&mut self) -> &mut Outputs {
+        &mut self.grad
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.online.backward(&self.grad, &[])?;
+        self.online.step()?;
         Ok(())
     }
-}
 
-impl Algorithm for Sac {
-    fn name(&self) -> &str {
-        "sac"
+    fn update_target(&mut self, tau: f64) -> Result<()> {
+        soft_update(&mut self.target, &self.online, tau)
     }
 
-    fn exploration(&self) -> Exploration {
-        Exploration {
-            epsilon: self.epsilon.value(self.next_iteration),
-            temperature: self.cfg.temperature,
-        }
-    }
-
-    fn trajectories_per_iteration(&self) -> usize {
-        self.cfg.trajectories_per_iteration
-    }
-
-    fn update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<UpdateStats> {
-        self.next_iteration = ctx.iteration + 1;
-        transitions_of(ctx.trajectories, &mut self.fresh);
-        push_all(
-            &mut self.buffer,
-            &self.fresh,
-            ctx.env.spec().state_width,
-            None,
-        )?;
-        if ctx.iteration < self.cfg.learning_starts {
-            return Ok(UpdateStats {
-                loss: f64::NAN,
-                grad_norm: f64::NAN,
-            });
-        }
-        let loss = self.train_step(ctx.env, ctx.iteration, ctx.rng)?;
-        Ok(UpdateStats {
-            loss,
-            grad_norm: f64::NAN,
-        })
-    }
-
-    fn log_z_estimate(&mut self, env: &dyn Environment) -> Result<f64> {
-        let (feats, mask) = initial_inputs(env)?;
-        self.online.forward(&feats, 1, &mut self.out)?;
+    fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64> {
+        self.online.forward(features, 1, &mut self.out)?;
         let mut lp = vec![0.0; self.num_actions];
-        masked_log_softmax(self.out.head(ACTOR), &mask, 1.0, &mut lp);
-        Ok(sac_value(&lp, self.out.head(Q1), self.out.head(Q2), &mask))
+        masked_log_softmax(self.out.head(ACTOR), mask, 1.0, &mut lp);
+        Ok(sac_value(&lp, self.out.head(Q1), self.out.head(Q2), mask))
     }
 
-    fn save(&self, dir: &Path) -> Result<()> {
-        self.online
-            .save_safetensors(&dir.join(crate::dqn::ONLINE_FILE))?;
-        Ok(self
-            .target
-            .save_safetensors(&dir.join(crate::dqn::TARGET_FILE))?)
+    fn networks(&self) -> Vec<(&'static str, &Model)> {
+        vec![("online", &self.online), ("target", &self.target)]
     }
 
-    fn state(&self) -> Result<AlgorithmState> {
-        let (mut tensors, online_steps) = model_tensors("online", &self.online);
-        let (target, target_steps) = model_tensors("target", &self.target);
-        tensors.extend(target);
-        let state = crate::common::SavedRef {
-            online_steps: &online_steps,
-            target_steps: &target_steps,
-            buffer: &self.buffer,
-            next_iteration: self.next_iteration,
-            updates: 0,
-        };
-        Ok(AlgorithmState {
-            tensors,
-            bytes: encode_state("sac", &state)?,
-        })
-    }
-
-    fn restore(&mut self, state: AlgorithmState) -> Result<()> {
-        let saved: crate::common::Saved = decode_state("sac", &state.bytes)?;
-        restore_model(
-            "online",
-            &mut self.online,
-            &state.tensors,
-            &saved.online_steps,
-        )?;
-        restore_model(
-            "target",
-            &mut self.target,
-            &state.tensors,
-            &saved.target_steps,
-        )?;
-        if saved.buffer.shape() != self.buffer.shape()
-            || saved.buffer.capacity() != self.buffer.capacity()
-        {
-            return Err(TrainError::Checkpoint {
-                path: "sac".into(),
-                message: "the saved replay buffer has another shape or capacity than this config"
-                    .into(),
-            });
-        }
-        self.buffer = saved.buffer;
-        self.next_iteration = saved.next_iteration;
-        Ok(())
-    }
-
-    fn load(&mut self, dir: &Path) -> Result<()> {
-        self.online
-            .load_safetensors(&dir.join(crate::dqn::ONLINE_FILE))?;
-        Ok(self
-            .target
-            .load_safetensors(&dir.join(crate::dqn::TARGET_FILE))?)
+    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
+        vec![("online", &mut self.online), ("target", &mut self.target)]
     }
 }

@@ -21,6 +21,8 @@
 
 use softgfn_core::math::masked_log_softmax;
 
+use crate::common::TdLoss;
+
 /// Soft value `lambda * logsumexp(q / lambda)` over valid actions; writes `log pi` into `log_pi`.
 /// Returns `-inf` when no action is valid.
 pub fn soft_value(q: &[f32], mask: &[bool], lambda: f64, log_pi: &mut [f64]) -> f64 {
@@ -122,6 +124,41 @@ pub fn sac_value_grad(
     v
 }
 
+/// The SoftDQN / Munchausen DQN loss of one transition whose online `Q(s, a)` is `q_sa`:
+/// `(loss(Q(s, a) - y), d loss / d Q(s, a))` with `y` = [`soft_td_target`]. Since `y` holds the
+/// reward with coefficient 1, `d loss / d r = -d loss / d Q(s, a)`.
+pub fn soft_dqn_loss(
+    p: &TargetParams,
+    loss: TdLoss,
+    x: &TargetInputs<'_>,
+    q_sa: f64,
+    scratch: &mut [f64],
+) -> (f64, f64) {
+    let y = soft_td_target(p, x, scratch);
+    loss.eval(q_sa - y)
+}
+
+/// SAC's twin-critic loss of one transition with target `y`:
+/// `(loss(Q1 - y) + loss(Q2 - y), d/dQ1, d/dQ2)`.
+pub fn sac_critic_loss(loss: TdLoss, q1_sa: f64, q2_sa: f64, y: f64) -> (f64, f64, f64) {
+    let (l1, d1) = loss.eval(q1_sa - y);
+    let (l2, d2) = loss.eval(q2_sa - y);
+    (l1 + l2, d1, d2)
+}
+
+/// SAC's actor loss at one state, `-V(s)` with [`sac_value`] under the target critics, given
+/// the actor's `log pi` row; adds `scale * d(-V)/d logits` into `grad`. Returns `-V(s)`.
+pub fn sac_actor_loss(
+    log_pi: &[f64],
+    q1: &[f32],
+    q2: &[f32],
+    mask: &[bool],
+    scale: f64,
+    grad: &mut [f32],
+) -> f64 {
+    -sac_value_grad(log_pi, q1, q2, mask, -scale, grad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +217,153 @@ mod tests {
             b[j] -= 1e-3;
             let fd = (f(&a) - f(&b)) / 2e-3;
             assert!((fd - f64::from(g[j])).abs() < 1e-3, "{j}: {fd} vs {}", g[j]);
+        }
+    }
+
+    /// SoftDQN (lambda 1, no Munchausen term), Huber loss, by hand: Q_target(s') = (0, ln 3)
+    /// over both actions gives V(s') = ln(1 + 3) = ln 4; y = r + ln 4 = -0.5 + ln 4; with
+    /// Q(s, a) = 1.2 the residual is 1.2 + 0.5 - ln 4 = 0.313705..., inside Huber's quadratic
+    /// zone: loss 0.5 * delta^2, gradient delta.
+    #[test]
+    fn soft_dqn_loss_equals_the_hand_computed_literal() {
+        let p = TargetParams {
+            lambda: 1.0,
+            munchausen_alpha: 0.0,
+            munchausen_clip_min: -100.0,
+            double: false,
+        };
+        let x = TargetInputs {
+            reward: -0.5,
+            done: false,
+            q_target_next: &[0.0, 3f32.ln()],
+            q_online_next: None,
+            next_mask: &[true, true],
+            q_target_state: None,
+            mask: &[true, true],
+            action: 0,
+        };
+        let mut s = [0.0; 2];
+        let (l, dl) = soft_dqn_loss(&p, TdLoss::Huber, &x, 1.2, &mut s);
+        let delta = 1.2 + 0.5 - 4f64.ln();
+        assert!((delta - 0.313_705_638_880_109_4).abs() < 1e-7);
+        assert!((l - 0.5 * delta * delta).abs() < 1e-7, "{l}");
+        assert!((dl - delta).abs() < 1e-7, "{dl}");
+        // Squared error: delta^2 and 2 delta; done: no bootstrap (y = r).
+        let (l, dl) = soft_dqn_loss(
+            &p,
+            TdLoss::Mse,
+            &TargetInputs { done: true, ..x },
+            1.2,
+            &mut s,
+        );
+        assert!((l - 1.7 * 1.7).abs() < 1e-12 && (dl - 3.4).abs() < 1e-12);
+        // Munchausen, alpha 0.5, lambda 2, clip -1: log pi_target(0|s) under Q_t(s) = (0, 0)
+        // is ln(1/2); 0.5 * clip(2 ln(1/2), -1, 0) = -0.5. y = r + 2 ln(e^0 + e^(ln3/2)) - 0.5.
+        let pm = TargetParams {
+            lambda: 2.0,
+            munchausen_alpha: 0.5,
+            munchausen_clip_min: -1.0,
+            double: false,
+        };
+        let xm = TargetInputs {
+            q_target_state: Some(&[0.0, 0.0]),
+            ..x
+        };
+        let (l, _) = soft_dqn_loss(&pm, TdLoss::Mse, &xm, 1.2, &mut s);
+        let y = -0.5 + 2.0 * (1.0 + 3f64.sqrt()).ln() - 0.5;
+        assert!((l - (1.2 - y) * (1.2 - y)).abs() < 1e-6, "{l}");
+    }
+
+    #[test]
+    fn soft_dqn_loss_gradient_matches_finite_differences() {
+        let p = TargetParams {
+            lambda: 1.0 / 0.85,
+            munchausen_alpha: 0.15,
+            munchausen_clip_min: -100.0,
+            double: true,
+        };
+        let x = TargetInputs {
+            reward: 0.3,
+            done: false,
+            q_target_next: &[0.2, -0.7, 1.1],
+            q_online_next: Some(&[0.1, 0.4, -0.2]),
+            next_mask: &[true, false, true],
+            q_target_state: Some(&[0.5, 0.25, -1.0]),
+            mask: &[true, true, true],
+            action: 1,
+        };
+        let mut s = [0.0; 3];
+        for loss in [TdLoss::Huber, TdLoss::Mse] {
+            for q in [-2.0, 0.4, 3.0] {
+                let (_, dl) = soft_dqn_loss(&p, loss, &x, q, &mut s);
+                let h = 1e-6;
+                let fd = (soft_dqn_loss(&p, loss, &x, q + h, &mut s).0
+                    - soft_dqn_loss(&p, loss, &x, q - h, &mut s).0)
+                    / (2.0 * h);
+                assert!((fd - dl).abs() < 1e-6, "{loss:?} q={q}: {fd} vs {dl}");
+                // d loss / d r = -d loss / d Q(s, a).
+                let lr = |r: f64| {
+                    soft_dqn_loss(&p, loss, &TargetInputs { reward: r, ..x }, q, &mut [0.0; 3]).0
+                };
+                let fdr = (lr(0.3 + h) - lr(0.3 - h)) / (2.0 * h);
+                assert!((fdr + dl).abs() < 1e-6, "{loss:?} q={q}: {fdr} vs {}", -dl);
+            }
+        }
+    }
+
+    /// Huber with threshold 1: residuals 0.5 (quadratic, 0.125) and -2 (linear, 1.5).
+    #[test]
+    fn sac_critic_loss_equals_the_hand_computed_literal() {
+        let (l, d1, d2) = sac_critic_loss(TdLoss::Huber, 1.5, -1.0, 1.0);
+        assert!((l - (0.125 + 1.5)).abs() < 1e-12, "{l}");
+        assert!((d1 - 0.5).abs() < 1e-12 && (d2 + 1.0).abs() < 1e-12);
+        let (l, d1, d2) = sac_critic_loss(TdLoss::Mse, 1.5, -1.0, 1.0);
+        assert!(
+            (l - (0.25 + 4.0)).abs() < 1e-12
+                && (d1 - 1.0).abs() < 1e-12
+                && (d2 + 4.0).abs() < 1e-12
+        );
+        for loss in [TdLoss::Huber, TdLoss::Mse] {
+            let h = 1e-6;
+            let f = |a: f64, b: f64| sac_critic_loss(loss, a, b, 0.2).0;
+            let (_, d1, d2) = sac_critic_loss(loss, 0.7, -1.9, 0.2);
+            assert!(((f(0.7 + h, -1.9) - f(0.7 - h, -1.9)) / (2.0 * h) - d1).abs() < 1e-6);
+            assert!(((f(0.7, -1.9 + h) - f(0.7, -1.9 - h)) / (2.0 * h) - d2).abs() < 1e-6);
+        }
+    }
+
+    /// Uniform actor over two valid actions, min(Q1, Q2) = (1, 0): V = 0.5 (1 + ln 2) + 0.5 ln 2
+    /// = 0.5 + ln 2, so the actor loss is -(0.5 + ln 2); the third action is masked.
+    #[test]
+    fn sac_actor_loss_equals_the_literal_and_finite_differences() {
+        let mask = [true, true, false];
+        let q1 = [1.0f32, 0.5, 9.0];
+        let q2 = [2.0f32, 0.0, 9.0];
+        let mut lp = [0.0; 3];
+        masked_log_softmax(&[0.0f32, 0.0, 0.0], &mask, 1.0, &mut lp);
+        let mut g = [0.0f32; 3];
+        let l = sac_actor_loss(&lp, &q1, &q2, &mask, 1.0, &mut g);
+        assert!((l + (0.5 + 2f64.ln())).abs() < 1e-12, "{l}");
+        assert_eq!(g[2], 0.0);
+        let z = [0.3f32, -0.6, 0.0];
+        let f = |z: &[f32]| {
+            let mut lp = [0.0; 3];
+            masked_log_softmax(z, &mask, 1.0, &mut lp);
+            sac_actor_loss(&lp, &q1, &q2, &mask, 1.0, &mut [0.0; 3])
+        };
+        masked_log_softmax(&z, &mask, 1.0, &mut lp);
+        let mut g = [0.0f32; 3];
+        sac_actor_loss(&lp, &q1, &q2, &mask, 0.5, &mut g);
+        for j in 0..2 {
+            let (mut a, mut b) = (z, z);
+            a[j] += 1e-3;
+            b[j] -= 1e-3;
+            let fd = (f(&a) - f(&b)) / 2e-3;
+            assert!(
+                (0.5 * fd - f64::from(g[j])).abs() < 1e-4,
+                "{j}: {fd} vs {}",
+                g[j]
+            );
         }
     }
 }

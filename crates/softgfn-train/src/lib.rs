@@ -15,6 +15,7 @@
 //! upstream gradients in, an Adam step. No tensor type appears here.
 
 pub mod algorithm;
+pub mod backward;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -30,6 +31,7 @@ pub use algorithm::{
     Algorithm, AlgorithmConfig, AlgorithmRegistration, AlgorithmState, BuildContext, UpdateContext,
     UpdateStats, find_algorithm, registered_algorithms,
 };
+pub use backward::BackwardLogProbs;
 pub use config::{EnvSection, EvalConfig, RunConfig, apply_override, resolve};
 pub use error::{Result, TrainError};
 pub use objective::{ChainBatch, ChainGrads, Objective, ObjectiveNeeds};

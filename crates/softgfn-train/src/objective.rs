@@ -107,4 +107,12 @@ pub trait Objective: Send + Sync + std::fmt::Debug {
 
     /// The loss of the batch; writes its gradients into `grads` (which it resets).
     fn loss_and_grad(&self, batch: &ChainBatch<'_>, grads: &mut ChainGrads) -> f64;
+
+    /// An estimate of `log Z` from the batch itself, for an objective that replaces the learned
+    /// `log Z` by one (the log-partition variance); the balance algorithm reports the last
+    /// batch's as its `log Z` when it learns neither `log Z` nor flows. `None` (the default)
+    /// otherwise.
+    fn log_z_of_batch(&self, _batch: &ChainBatch<'_>) -> Option<f64> {
+        None
+    }
 }

@@ -252,6 +252,18 @@ pub struct Trainer {
 }
 
 /// Top-level config keys, `iterations` aside, that a resumed run must share with its checkpoint.
+/// A saved config resolved again with the current defaults, so that a key added since it was
+/// written (with a default that keeps the old behaviour, such as
+/// `algo.learning_starts_transitions = 0`) does not refuse an older checkpoint; the text itself
+/// when it no longer resolves (the comparison then names what differs).
+fn with_current_defaults(text: &str) -> String {
+    text.parse::<toml::Table>()
+        .ok()
+        .and_then(|t| crate::config::resolve(t).ok())
+        .and_then(|(c, _)| c.to_toml().ok())
+        .unwrap_or_else(|| text.to_string())
+}
+
 fn config_without_budget(text: &str) -> Result<toml::Table> {
     let mut t: toml::Table = text.parse().map_err(|e| TrainError::Config {
         section: None,
@@ -344,7 +356,7 @@ impl Trainer {
     /// Restores a checkpoint of a run with the same config (its `iterations` may differ).
     pub fn restore(&mut self, ck: crate::checkpoint::Checkpoint) -> Result<()> {
         let mine = config_without_budget(&self.config.to_toml()?)?;
-        let theirs = config_without_budget(&ck.manifest.config)?;
+        let theirs = config_without_budget(&with_current_defaults(&ck.manifest.config))?;
         if mine != theirs {
             let key = ["seed", "device", "max_seconds", "env", "algo", "eval"]
                 .into_iter()

@@ -18,9 +18,6 @@ const SHAPE: ReplayShape = ReplayShape {
 struct Owned {
     state: Vec<i32>,
     next_state: Vec<i32>,
-    forward_mask: Vec<bool>,
-    next_forward_mask: Vec<bool>,
-    next_backward_mask: Vec<bool>,
     action: u32,
     backward_action: u32,
     terminal_log_reward: f64,
@@ -35,17 +32,6 @@ impl Owned {
         Self {
             state: vec![id, -id],
             next_state: if exit { vec![id, -id] } else { vec![id + 1, 7] },
-            forward_mask: vec![true, id % 2 == 0, true],
-            next_forward_mask: if exit {
-                vec![false; 3]
-            } else {
-                vec![id % 2 == 1, true, false]
-            },
-            next_backward_mask: if exit {
-                vec![false; 2]
-            } else {
-                vec![true, id % 4 == 0]
-            },
             action: if exit { 2 } else { (id % 2) as u32 },
             backward_action: if exit {
                 NO_BACKWARD_ACTION
@@ -62,9 +48,6 @@ impl Owned {
         TransitionRecord {
             state: &self.state,
             next_state: &self.next_state,
-            forward_mask: &self.forward_mask,
-            next_forward_mask: &self.next_forward_mask,
-            next_backward_mask: &self.next_backward_mask,
             action: self.action,
             backward_action: self.backward_action,
             terminal_log_reward: self.terminal_log_reward,
@@ -88,32 +71,18 @@ fn rng(seed: u64) -> Rng {
     stream(seed, Stream::Algorithm)
 }
 
-/// Row `k` of `b` is exactly transition `Owned::new(id)` with `id = states[2k]`.
+/// Row `k` of `b` is exactly transition `Owned::new(id)` with `id = states[2k]`; masks are not
+/// stored, so the mask columns stay empty until `fill_masks`.
 fn assert_rows_consistent(b: &SampledBatch) {
-    let (w, a, nb) = (
-        SHAPE.state_width,
-        SHAPE.num_actions,
-        SHAPE.num_backward_actions,
-    );
+    let w = SHAPE.state_width;
     assert_eq!(b.weights.len(), b.len());
     assert_eq!(b.states.len(), b.len() * w);
-    assert_eq!(b.next_backward_masks.len(), b.len() * nb);
+    assert!(b.forward_masks.is_empty() && b.next_forward_masks.is_empty());
+    assert!(b.next_backward_masks.is_empty());
     for k in 0..b.len() {
         let o = Owned::new(b.states[k * w]);
         assert_eq!(&b.states[k * w..(k + 1) * w], o.state.as_slice());
         assert_eq!(&b.next_states[k * w..(k + 1) * w], o.next_state.as_slice());
-        assert_eq!(
-            &b.forward_masks[k * a..(k + 1) * a],
-            o.forward_mask.as_slice()
-        );
-        assert_eq!(
-            &b.next_forward_masks[k * a..(k + 1) * a],
-            o.next_forward_mask.as_slice()
-        );
-        assert_eq!(
-            &b.next_backward_masks[k * nb..(k + 1) * nb],
-            o.next_backward_mask.as_slice()
-        );
         assert_eq!(b.actions[k], o.action);
         assert_eq!(b.backward_actions[k], o.backward_action);
         assert_eq!(b.terminal_log_rewards[k], o.terminal_log_reward);
@@ -654,8 +623,6 @@ fn bad_transitions_are_errors_naming_the_slice() {
     let mut b = ReplayBuffer::new(SHAPE, 4, Sampling::Prioritized(per(0.6, 0.4))).unwrap();
     let good = Owned::new(0);
     let short_state = [1];
-    let long_mask = [true; 4];
-    let one = [true];
     let mut cases: Vec<(TransitionRecord<'_>, &str)> = Vec::new();
     let r = good.record();
     cases.push((
@@ -671,27 +638,6 @@ fn bad_transitions_are_errors_naming_the_slice() {
             ..r
         },
         "transition.next_state",
-    ));
-    cases.push((
-        TransitionRecord {
-            forward_mask: &long_mask,
-            ..r
-        },
-        "transition.forward_mask",
-    ));
-    cases.push((
-        TransitionRecord {
-            next_forward_mask: &one,
-            ..r
-        },
-        "transition.next_forward_mask",
-    ));
-    cases.push((
-        TransitionRecord {
-            next_backward_mask: &long_mask,
-            ..r
-        },
-        "transition.next_backward_mask",
     ));
     cases.push((TransitionRecord { action: 3, ..r }, "transition.action"));
     cases.push((
@@ -864,4 +810,111 @@ fn corrupt_serialized_buffers_are_rejected() {
     assert!(tamper("priorities_bits", serde_json::json!([nan, nan, nan])).is_err());
     assert!(tamper("version", 99.into()).is_err());
     assert!(tamper("len", 3.into()).is_ok());
+}
+
+/// A buffer written with layout version 1 (which stored the three mask columns) still loads: its
+/// masks are checked for length and dropped; it samples exactly as the version-2 buffer.
+#[test]
+fn layout_version_1_with_masks_still_loads() {
+    let mut b = ReplayBuffer::new(SHAPE, 8, Sampling::Prioritized(per(0.6, 0.4))).unwrap();
+    for id in 0..5 {
+        b.push(&Owned::new(id).record(), Some(0.1 * f64::from(id + 1)))
+            .unwrap();
+    }
+    let mut v: serde_json::Value = serde_json::to_value(&b).unwrap();
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["forward_masks"], serde_json::json!([]));
+    v["version"] = 1.into();
+    // 5 rows x 3 actions = 15 bits (one word), 5 x 2 backward = 10 bits (one word).
+    v["forward_masks"] = serde_json::json!([0x7fff]);
+    v["next_forward_masks"] = serde_json::json!([0x1234]);
+    v["next_backward_masks"] = serde_json::json!([0x3ff]);
+    let c: ReplayBuffer = serde_json::from_value(v.clone()).unwrap();
+    let (mut x, mut y) = (SampledBatch::default(), SampledBatch::default());
+    b.sample(100, 3, &mut rng(4), &mut x).unwrap();
+    c.sample(100, 3, &mut rng(4), &mut y).unwrap();
+    assert_same_batch(&x, &y);
+    // A version-1 mask column of the wrong length is refused.
+    v["forward_masks"] = serde_json::json!([]);
+    let err = serde_json::from_value::<ReplayBuffer>(v).unwrap_err();
+    assert!(err.to_string().contains("forward_masks"), "{err}");
+}
+
+/// Masks recomputed for a sampled batch equal those the environment gives for the stored states
+/// (all false at the next state of an exit), for every transition of a small set environment.
+#[test]
+fn fill_masks_recomputes_what_the_environment_gives() {
+    use softgfn_core::Environment;
+    use softgfn_core::testing::SetEnv;
+    let env = SetEnv::new(vec![0.5, -0.25, 1.0]);
+    let spec = env.spec().clone();
+    let (k, na, nb) = (
+        spec.state_width,
+        spec.num_actions,
+        spec.num_backward_actions,
+    );
+    let shape = ReplayShape {
+        state_width: k,
+        num_actions: na,
+        num_backward_actions: nb,
+    };
+    let mut buf = ReplayBuffer::new(shape, 64, Sampling::Uniform).unwrap();
+    // Every subset and every valid action from it.
+    let mut expected = Vec::new(); // (state, next state, fwd, next fwd, next bwd)
+    for bits in 0..(1 << k) {
+        let s: Vec<i32> = (0..k).map(|i| (bits >> i) & 1).collect();
+        let mut fm = vec![false; na];
+        env.forward_masks(&s, &mut fm).unwrap();
+        for a in (0..na).filter(|&a| fm[a]) {
+            let exit = a == k;
+            let (next, back) = if exit {
+                (s.clone(), NO_BACKWARD_ACTION)
+            } else {
+                let mut next = vec![0; k];
+                let mut back = [0u32];
+                env.step(&s, &[a as u32], &mut next, &mut back).unwrap();
+                (next, back[0])
+            };
+            let mut nfm = vec![false; na];
+            let mut nbm = vec![false; nb];
+            if !exit {
+                env.forward_masks(&next, &mut nfm).unwrap();
+                env.backward_masks(&next, &mut nbm).unwrap();
+            }
+            buf.push(
+                &TransitionRecord {
+                    state: &s,
+                    next_state: &next,
+                    action: a as u32,
+                    backward_action: back,
+                    terminal_log_reward: if exit { 1.0 } else { 0.0 },
+                    done: exit,
+                    exit,
+                },
+                None,
+            )
+            .unwrap();
+            expected.push((s.clone(), next, fm.clone(), nfm, nbm));
+        }
+    }
+    let mut b = SampledBatch::default();
+    buf.sample(200, 0, &mut rng(9), &mut b).unwrap();
+    b.fill_masks(&env).unwrap();
+    assert_eq!(b.forward_masks.len(), 200 * na);
+    assert_eq!(b.next_backward_masks.len(), 200 * nb);
+    for r in 0..200 {
+        let slot = b.indices[r];
+        let (s, next, fm, nfm, nbm) = &expected[slot];
+        assert_eq!(&b.states[r * k..(r + 1) * k], s.as_slice());
+        assert_eq!(&b.next_states[r * k..(r + 1) * k], next.as_slice());
+        assert_eq!(&b.forward_masks[r * na..(r + 1) * na], fm.as_slice());
+        assert_eq!(&b.next_forward_masks[r * na..(r + 1) * na], nfm.as_slice());
+        assert_eq!(&b.next_backward_masks[r * nb..(r + 1) * nb], nbm.as_slice());
+    }
+    // Storage per transition: 2 states of 3 values, 2 actions, a reward and 2 flags.
+    assert_eq!(shape.bytes_per_transition(), 2 * 3 * 4 + 8 + 8 + 2);
+    assert_eq!(
+        shape.bytes_per_transition_with_masks(),
+        shape.bytes_per_transition() + 2 * 4 + 3
+    );
 }
