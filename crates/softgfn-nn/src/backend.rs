@@ -1,5 +1,6 @@
 //! The device-generic network backend: taped forward, surrogate-gradient backward, parameter
-//! I/O. The architecture (MLP, transformer) only supplies the forward pass ([`Arch`]).
+//! I/O. The architecture (MLP, transformer, graph network) only supplies the forward pass
+//! ([`Arch`]).
 
 use std::any::Any;
 use std::fmt;

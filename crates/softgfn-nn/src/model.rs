@@ -43,8 +43,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// A trainable network (an [`MlpSpec`] MLP or a [`TransformerSpec`] transformer) with its Adam
-/// optimizer.
+/// A trainable network (an [`MlpSpec`] MLP, a [`TransformerSpec`] transformer or a [`GraphSpec`]
+/// graph network) with its Adam optimizer.
 ///
 /// The tensor framework and device are hidden inside; the API speaks host `f32` slices.
 /// A training iteration is [`forward_train`](Model::forward_train) → host-side loss and its
