@@ -66,6 +66,16 @@ echo "== plugin tutorial: test and build the plugin"
 # ANCHOR: test
 cargo test --release
 # ANCHOR_END: test
+# The same crate in a folder of its own, outside softgfn's workspace, naming this checkout's crates
+# by path as the chapter recommends (`path = "/.../crates/softgfn-core"`), without the `[workspace]`
+# table: it must build and pass its test as it is.
+alone="$out/my-plugin"
+mkdir "$alone"
+cp -r src Cargo.lock "$alone/"
+sed -e "s|path = \"../../../crates/|path = \"$root/crates/|" -e '/^\[workspace\]$/d' Cargo.toml \
+    >"$alone/Cargo.toml"
+grep -q "softgfn-plugin = { path = \"$root/crates/softgfn-plugin\" }" "$alone/Cargo.toml"
+CARGO_TARGET_DIR="$tutorial/target" cargo test --release --manifest-path "$alone/Cargo.toml"
 # ANCHOR: build
 cargo build --release --features dynamic
 # ANCHOR_END: build

@@ -428,3 +428,65 @@ fn a_plugin_of_abi_version_1_still_loads_and_checks() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("set-v1"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_saved_config_of_a_plugin_environment_asks_for_its_plugin() {
+    let sets = lib("softgfn-sets");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let run = out.to_str().unwrap();
+    let o = softgfn(&[
+        "train",
+        "--plugin",
+        &sets,
+        "--env",
+        "softgfn-sets/sets",
+        "--algo",
+        "tb",
+        "--iterations",
+        "10",
+        "--checkpoint-every",
+        "5",
+        "--quiet",
+        "--out",
+        run,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = out.join("config.toml");
+    let rerun = tmp.path().join("rerun");
+    let samples = tmp.path().join("s.csv");
+    // Every command that reads the saved config without the plugin loaded names the plugin and
+    // the missing flag.
+    for args in [
+        vec![
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--quiet",
+            "--out",
+        ]
+        .into_iter()
+        .chain([rerun.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+        vec!["train", "--resume", run, "--iterations", "20", "--quiet"],
+        vec!["eval", "--run", run],
+        vec![
+            "sample",
+            "--run",
+            run,
+            "--n",
+            "10",
+            "--quiet",
+            "--out",
+            samples.to_str().unwrap(),
+        ],
+    ] {
+        let o = softgfn(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("plugin `softgfn-sets`") && e.contains("--plugin PATH"),
+            "{args:?}: {e}"
+        );
+    }
+}

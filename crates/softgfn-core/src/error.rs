@@ -70,12 +70,15 @@ pub enum CoreError {
         message: String,
     },
     /// No environment with this name is registered.
-    #[error("unknown environment `{name}`; available: {available}")]
+    #[error("unknown environment `{name}`; available: {available}. {hint}")]
     UnknownEnvironment {
         /// The name asked for.
         name: String,
         /// Comma-separated registered names.
         available: String,
+        /// What to do: for a plugin's environment (a qualified name `<plugin>/<env>`, the form a
+        /// saved run config records), load the plugin with `--plugin`.
+        hint: String,
     },
     /// Two registrations use the same name.
     #[error("environment name `{name}` is registered twice: by {first} and by {second}")]

@@ -248,6 +248,7 @@ pub fn find_env(name: &str) -> Result<EnvInfo> {
         [one] => Ok((*one).clone()),
         [] => Err(CoreError::UnknownEnvironment {
             name: name.into(),
+            hint: unknown_env_hint(name, &all),
             available: if all.is_empty() {
                 "(none linked)".into()
             } else {
@@ -283,6 +284,26 @@ pub fn find_env(name: &str) -> Result<EnvInfo> {
                 ),
             })
         }
+    }
+}
+
+/// What to do about an unknown environment `name`: load the plugin that provides it (a qualified
+/// name of a plugin that is not loaded, as a run config written with `--plugin` records it),
+/// pick one the loaded plugin has, or, for a bare name, remember that a plugin's environments
+/// exist only once it is loaded.
+fn unknown_env_hint(name: &str, all: &[EnvInfo]) -> String {
+    match name.split_once('/') {
+        Some((plugin, env)) => {
+            if all.iter().any(|r| r.plugin.as_deref() == Some(plugin)) {
+                format!("The loaded plugin `{plugin}` has no environment `{env}`")
+            } else {
+                format!(
+                    "`{name}` is an environment of plugin `{plugin}`, which is not loaded: pass --plugin PATH (the library of `{plugin}`)"
+                )
+            }
+        }
+        None => "If it is an environment of a plugin, load the plugin's library with --plugin PATH"
+            .into(),
     }
 }
 
@@ -385,6 +406,30 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("unknown environment `reg-test-d/reg-test-two`; available: "),
+            "{err}"
+        );
+        // A saved run config records the qualified name: the error says which plugin to load.
+        assert!(
+            err.to_string().ends_with(
+                ". `reg-test-d/reg-test-two` is an environment of plugin `reg-test-d`, which is not loaded: pass --plugin PATH (the library of `reg-test-d`)"
+            ),
+            "{err}"
+        );
+        let Err(err) = find_env("reg-test-b/reg-test-three") else {
+            panic!("an environment the plugin lacks must not resolve");
+        };
+        assert!(
+            err.to_string()
+                .ends_with(". The loaded plugin `reg-test-b` has no environment `reg-test-three`"),
+            "{err}"
+        );
+        let Err(err) = find_env("reg-test-nowhere") else {
+            panic!("an unknown bare name must not resolve");
+        };
+        assert!(
+            err.to_string().ends_with(
+                ". If it is an environment of a plugin, load the plugin's library with --plugin PATH"
+            ),
             "{err}"
         );
     }

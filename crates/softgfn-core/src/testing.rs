@@ -340,6 +340,9 @@ pub enum Breakage {
     ShortLengthBound,
     /// The initial state claims a parent.
     InitialHasParent,
+    /// The backward mask forbids removing element 0 from a set that holds another element too:
+    /// the step that undoes adding 0 last is masked out, so its uniform `log P_B` is `-inf`.
+    TightBackwardMask,
 }
 
 /// A [`SetEnv`] with one deliberate violation.
@@ -392,6 +395,13 @@ impl Environment for BrokenEnv {
                 for (s, m) in states.chunks(3).zip(out.chunks_mut(3)) {
                     if s.contains(&1) {
                         m.fill(true);
+                    }
+                }
+            }
+            Breakage::TightBackwardMask => {
+                for (s, m) in states.chunks(3).zip(out.chunks_mut(3)) {
+                    if s[0] == 1 && s[1..].contains(&1) {
+                        m[0] = false;
                     }
                 }
             }

@@ -37,6 +37,7 @@ fn broken_environments_fail_with_the_violated_property() {
         violated(Breakage::InitialHasParent),
         "initial state has no parents"
     );
+    assert_eq!(violated(Breakage::TightBackwardMask), "mask consistency");
 }
 
 #[test]

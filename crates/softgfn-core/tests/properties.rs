@@ -159,6 +159,7 @@ proptest! {
             Just(Breakage::NanReward),
             Just(Breakage::ShortLengthBound),
             Just(Breakage::InitialHasParent),
+            Just(Breakage::TightBackwardMask),
         ],
         seed in any::<u64>(),
     ) {

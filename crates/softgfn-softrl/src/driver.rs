@@ -313,6 +313,7 @@ impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
         let with_loss = self.prioritized() && self.settings.new_priority == NewPriority::Loss;
         if with_loss {
             self.pass(ctx.env, true, false, ctx.rng)?;
+            finite_td_errors(&self.loss.losses, ctx.iteration)?;
         }
         push_all(
             &mut self.buffer,
@@ -336,6 +337,7 @@ impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
         self.batch.fill_masks(ctx.env)?;
         let loss = self.pass(ctx.env, false, true, ctx.rng)?;
         if self.prioritized() {
+            finite_td_errors(&self.loss.losses, ctx.iteration)?;
             self.buffer
                 .update_priorities(&self.batch.indices, &self.loss.losses)?;
         }
@@ -449,5 +451,20 @@ impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
         self.updates = saved.updates;
         self.transitions_seen = saved.transitions_seen;
         Ok(())
+    }
+}
+
+/// Checks the per-transition TD errors before they become priorities: an infinite one comes from
+/// an infinite reward of the soft MDP (an infinite `log P_B` of inconsistent masks, or an infinite
+/// `log R`), and is reported as the non-finite value it is (at the 1-based `iteration + 1`, as the
+/// trainer counts).
+fn finite_td_errors(losses: &[f64], iteration: u64) -> Result<()> {
+    match losses.iter().find(|l| !l.is_finite()) {
+        Some(&value) => Err(TrainError::NonFinite {
+            what: "TD error".into(),
+            iteration: iteration + 1,
+            value,
+        }),
+        None => Ok(()),
     }
 }

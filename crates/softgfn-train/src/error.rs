@@ -75,6 +75,17 @@ pub enum TrainError {
         /// The value.
         value: f64,
     },
+    /// A NaN or infinite value while training on an environment: the value ([`TrainError::NonFinite`])
+    /// and what most often causes it, an environment that breaks its contract.
+    #[error(
+        "{cause}, training on environment `{env}`. An environment whose backward masks forbid the step that undoes a forward action (inconsistent masks), or whose log-rewards are not finite, makes log-probabilities infinite: check it with `softgfn check-env --env {env}` (with the run's --plugin and --set env.* options)"
+    )]
+    NonFiniteTraining {
+        /// The environment's registered name (`env.name` of the run).
+        env: String,
+        /// The non-finite value.
+        cause: Box<TrainError>,
+    },
     /// A checkpoint that cannot be used: missing, truncated, corrupt, of another format version,
     /// or of another run.
     #[error("checkpoint {path}: {message}")]

@@ -515,20 +515,25 @@ impl Trainer {
         let t0 = Instant::now();
         let n = self.algo.trajectories_per_iteration();
         let exploration = self.algo.exploration();
-        self.sampler.sample(
-            self.env.as_ref(),
-            self.algo.as_mut(),
-            n,
-            exploration,
-            &mut self.rng_sampling,
-            &mut self.trajectories,
-        )?;
-        let stats = self.algo.update(&mut UpdateContext {
-            env: self.env.as_ref(),
-            trajectories: &self.trajectories,
-            iteration: self.iteration,
-            rng: &mut self.rng_algo,
-        })?;
+        self.sampler
+            .sample(
+                self.env.as_ref(),
+                self.algo.as_mut(),
+                n,
+                exploration,
+                &mut self.rng_sampling,
+                &mut self.trajectories,
+            )
+            .map_err(|e| self.on_environment(e))?;
+        let stats = self
+            .algo
+            .update(&mut UpdateContext {
+                env: self.env.as_ref(),
+                trajectories: &self.trajectories,
+                iteration: self.iteration,
+                rng: &mut self.rng_algo,
+            })
+            .map_err(|e| self.on_environment(e))?;
         let dt = t0.elapsed().as_secs_f64();
         self.train_seconds += dt;
         self.interval_ms.push(dt * 1e3);
@@ -563,16 +568,28 @@ impl Trainer {
         if stats.loss.is_nan() {
             // No gradient step this iteration (e.g. an off-policy warm-up).
         } else if !stats.loss.is_finite() {
-            return Err(TrainError::NonFinite {
+            return Err(self.on_environment(TrainError::NonFinite {
                 what: "loss".into(),
                 iteration: self.iteration,
                 value: stats.loss,
-            });
+            }));
         } else {
             self.loss_sum += stats.loss;
             self.loss_count += 1;
         }
         Ok(stats.loss)
+    }
+
+    /// A [`TrainError::NonFinite`] of a training iteration, with the environment named and
+    /// `check-env` suggested ([`TrainError::NonFiniteTraining`]); other errors unchanged.
+    fn on_environment(&self, e: TrainError) -> TrainError {
+        match e {
+            TrainError::NonFinite { .. } => TrainError::NonFiniteTraining {
+                env: self.config.env.name.clone(),
+                cause: Box::new(e),
+            },
+            e => e,
+        }
     }
 
     /// Evaluates the current policy (does not count as training time).

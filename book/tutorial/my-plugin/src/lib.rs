@@ -276,6 +276,8 @@ mod tests {
         // Z = sum over lengths k = 1..=max_len of (e^a + e^b)^k.
         let q = config.a.exp() + config.b.exp();
         let z: f64 = (1..=config.max_len as i32).map(|k| q.powi(k)).sum();
+        // Enumerate the DAG: the second argument is the most states it may have (an error
+        // beyond, so that a huge environment is not enumerated by accident); words has 63.
         let graph = StateGraph::build(&env, 1_000).unwrap();
         assert!((graph.target().log_z - z.ln()).abs() < 1e-9);
 
