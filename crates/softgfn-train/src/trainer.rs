@@ -270,6 +270,8 @@ fn config_without_budget(text: &str) -> Result<toml::Table> {
         message: format!("cannot parse a saved config: {e}"),
     })?;
     t.remove("iterations");
+    // What a run logs may change on resume (e.g. TensorBoard files turned on).
+    t.remove("log");
     // Keys added to `[eval]` after a run was written take their defaults, so that its
     // checkpoint still resumes.
     if let Some(toml::Value::Table(eval)) = t.get_mut("eval") {
