@@ -381,10 +381,10 @@ fn decode_event(b: &[u8]) -> Option<Event> {
                 let mut q = Pb { b: s, i: 0 };
                 let mut scalars = Vec::new();
                 while !q.done() {
-                    if let (1, 2, v, _) = q.field()? {
-                        if let Some(sv) = decode_value(v)? {
-                            scalars.push(sv);
-                        }
+                    if let (1, 2, v, _) = q.field()?
+                        && let Some(sv) = decode_value(v)?
+                    {
+                        scalars.push(sv);
                     }
                 }
                 ev.kind = EventKind::Scalars(scalars);
