@@ -443,6 +443,12 @@ impl Trainer {
         self.trajectories_seen = trajectories;
     }
 
+    /// Sets the training seconds the next record reports as `wall_seconds` (a model loaded
+    /// from a run directory reports those of the run's last record).
+    pub fn set_train_seconds(&mut self, seconds: f64) {
+        self.train_seconds = seconds;
+    }
+
     /// The environment and, mutably, the algorithm (sampling from a loaded policy).
     pub fn env_and_algorithm_mut(&mut self) -> (&dyn Environment, &mut dyn Algorithm) {
         (self.env.as_ref(), self.algo.as_mut())
