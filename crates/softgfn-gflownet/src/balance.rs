@@ -8,7 +8,7 @@ use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
 use softgfn_core::{BackwardPolicyKind, Environment};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
 use softgfn_train::algorithm::{
-    decode_state, encode_state, initial_inputs, model_tensors, restore_model,
+    check, decode_state, encode_state, initial_inputs, model_tensors, restore_model,
 };
 use softgfn_train::network::{NetworkChoice, build_model};
 use softgfn_train::{
@@ -42,6 +42,31 @@ pub struct BalanceSetup<'a> {
     pub network: NetworkChoice<'a>,
     /// Exploration of the sampler.
     pub exploration: Exploration,
+}
+
+impl BalanceSetup<'_> {
+    /// Checks the settings every balance algorithm shares, for its configuration's
+    /// `validate` (the workspace's TB, DB and SubTB, and objectives written outside it): the
+    /// network sizes (the transformer's included), the learning rate, the weight decay, the
+    /// batch, the exploration, and, when the objective reads `log Z`, its learning rate and
+    /// initial value. Each error names the `algo.*` key.
+    pub fn validate(&self) -> Result<()> {
+        self.network.transformer.validate()?;
+        crate::config::validate_common(
+            self.learning_rate,
+            self.weight_decay,
+            self.trajectories_per_iteration,
+            self.network.hidden_dim,
+            self.network.hidden_layers,
+            self.exploration.epsilon,
+            self.exploration.temperature,
+        )?;
+        if self.objective.needs().log_z {
+            check::positive("algo.log_z_learning_rate", self.log_z_learning_rate)?;
+            check::finite("algo.log_z_init", self.log_z_init)?;
+        }
+        Ok(())
+    }
 }
 
 /// A GFlowNet trained by a balance objective.

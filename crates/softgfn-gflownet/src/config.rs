@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use softgfn_core::BackwardPolicyKind;
 use softgfn_train::algorithm::check;
 use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
-use softgfn_train::{Algorithm, AlgorithmConfig, BuildContext, Exploration, Objective, Result};
+use softgfn_train::{Algorithm, AlgorithmConfig, BuildContext, Exploration, Result};
 
 use crate::balance::{BalanceAlgorithm, BalanceSetup};
 use crate::{DetailedBalance, SubTbWeighting, SubTrajectoryBalance, TrajectoryBalance};
@@ -85,6 +85,35 @@ macro_rules! balance_setup {
     };
 }
 
+impl TbConfig {
+    fn setup(&self) -> BalanceSetup<'_> {
+        let objective = Box::new(TrajectoryBalance);
+        balance_setup!(
+            self,
+            "tb",
+            objective,
+            self.log_z_learning_rate,
+            self.log_z_init
+        )
+    }
+}
+
+impl DbConfig {
+    fn setup(&self) -> BalanceSetup<'_> {
+        balance_setup!(self, "db", Box::new(DetailedBalance), 0.0, 0.0)
+    }
+}
+
+impl SubTbConfig {
+    fn setup(&self) -> BalanceSetup<'_> {
+        let objective = SubTrajectoryBalance {
+            lambda: self.subtb_lambda,
+            weighting: self.subtb_weighting,
+        };
+        balance_setup!(self, "subtb", Box::new(objective), 0.0, 0.0)
+    }
+}
+
 /// Trajectory balance (`name = "tb"`); see the module table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -137,30 +166,12 @@ impl Default for TbConfig {
 #[typetag::serde(name = "tb")]
 impl AlgorithmConfig for TbConfig {
     fn validate(&self) -> Result<()> {
-        self.transformer.validate()?;
-        validate_common(
-            self.learning_rate,
-            self.weight_decay,
-            self.trajectories_per_iteration,
-            self.hidden_dim,
-            self.hidden_layers,
-            self.epsilon,
-            self.temperature,
-        )?;
-        check::positive("algo.log_z_learning_rate", self.log_z_learning_rate)?;
-        check::finite("algo.log_z_init", self.log_z_init)
+        self.setup().validate()
     }
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
         self.validate()?;
-        let setup = balance_setup!(
-            self,
-            "tb",
-            Box::new(TrajectoryBalance) as Box<dyn Objective>,
-            self.log_z_learning_rate,
-            self.log_z_init
-        );
-        Ok(Box::new(BalanceAlgorithm::new(setup, ctx)?))
+        Ok(Box::new(BalanceAlgorithm::new(self.setup(), ctx)?))
     }
 
     fn clone_box(&self) -> Box<dyn AlgorithmConfig> {
@@ -215,28 +226,12 @@ impl Default for DbConfig {
 #[typetag::serde(name = "db")]
 impl AlgorithmConfig for DbConfig {
     fn validate(&self) -> Result<()> {
-        self.transformer.validate()?;
-        validate_common(
-            self.learning_rate,
-            self.weight_decay,
-            self.trajectories_per_iteration,
-            self.hidden_dim,
-            self.hidden_layers,
-            self.epsilon,
-            self.temperature,
-        )
+        self.setup().validate()
     }
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
         self.validate()?;
-        let setup = balance_setup!(
-            self,
-            "db",
-            Box::new(DetailedBalance) as Box<dyn Objective>,
-            0.0,
-            0.0
-        );
-        Ok(Box::new(BalanceAlgorithm::new(setup, ctx)?))
+        Ok(Box::new(BalanceAlgorithm::new(self.setup(), ctx)?))
     }
 
     fn clone_box(&self) -> Box<dyn AlgorithmConfig> {
@@ -297,33 +292,13 @@ impl Default for SubTbConfig {
 #[typetag::serde(name = "subtb")]
 impl AlgorithmConfig for SubTbConfig {
     fn validate(&self) -> Result<()> {
-        self.transformer.validate()?;
-        validate_common(
-            self.learning_rate,
-            self.weight_decay,
-            self.trajectories_per_iteration,
-            self.hidden_dim,
-            self.hidden_layers,
-            self.epsilon,
-            self.temperature,
-        )?;
+        self.setup().validate()?;
         check::positive("algo.subtb_lambda", self.subtb_lambda)
     }
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
         self.validate()?;
-        let objective = SubTrajectoryBalance {
-            lambda: self.subtb_lambda,
-            weighting: self.subtb_weighting,
-        };
-        let setup = balance_setup!(
-            self,
-            "subtb",
-            Box::new(objective) as Box<dyn Objective>,
-            0.0,
-            0.0
-        );
-        Ok(Box::new(BalanceAlgorithm::new(setup, ctx)?))
+        Ok(Box::new(BalanceAlgorithm::new(self.setup(), ctx)?))
     }
 
     fn clone_box(&self) -> Box<dyn AlgorithmConfig> {

@@ -1,5 +1,9 @@
 //! Gradient correctness: analytic (surrogate backprop) vs central finite differences.
 
+mod common;
+
+use common::FiniteDiff;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use softgfn_nn::{
@@ -70,12 +74,6 @@ fn analytic(model: &mut Model, p: &Problem) -> Vec<NamedTensor> {
     model.gradients()
 }
 
-fn with_param(model: &mut Model, base: &[NamedTensor], t: usize, i: usize, value: f32) {
-    let mut params = base.to_vec();
-    params[t].data[i] = value;
-    model.set_parameters(&params).unwrap();
-}
-
 #[test]
 fn gradient_matches_finite_differences_on_every_tensor() {
     let mut m = model(11);
@@ -99,7 +97,11 @@ fn gradient_matches_finite_differences_on_every_tensor() {
         ]
     );
 
-    let eps = 1e-3f32;
+    let fd = FiniteDiff {
+        eps: 1e-3,
+        kink: (1e-2, 5e-3),
+        tol: (2e-2, 2e-3),
+    };
     let mut probe = ChaCha8Rng::seed_from_u64(99);
     for (t, tensor) in base.iter().enumerate() {
         let n = tensor.data.len();
@@ -108,36 +110,10 @@ fn gradient_matches_finite_differences_on_every_tensor() {
         idx.extend((0..4).map(|_| probe.gen_range(0..n)));
         idx.sort_unstable();
         idx.dedup();
-        let mut checked = 0;
-        for &i in &idx {
-            let x = tensor.data[i];
-            with_param(&mut m, &base, t, i, x + eps);
-            let up = functional(&m, &p);
-            with_param(&mut m, &base, t, i, x - eps);
-            let down = functional(&m, &p);
-            with_param(&mut m, &base, t, i, x);
-            let mid = functional(&m, &p);
-            let h = f64::from(eps);
-            let (fwd, bwd) = ((up - mid) / h, (mid - down) / h);
-            if (fwd - bwd).abs() > 1e-2 * (fwd.abs() + bwd.abs()) + 5e-3 {
-                // A ReLU kink lies within eps: finite differences are meaningless here.
-                continue;
-            }
-            let numeric = (up - down) / (2.0 * h);
-            let exact = f64::from(grads[t].data[i]);
-            let tol = 2e-2 * numeric.abs().max(exact.abs()) + 2e-3;
-            assert!(
-                (numeric - exact).abs() <= tol,
-                "{}[{i}]: analytic {exact}, finite difference {numeric}",
-                tensor.name
-            );
-            checked += 1;
-        }
-        assert!(
-            checked >= idx.len().min(2),
-            "{}: only {checked} entries away from relu kinks",
-            tensor.name
-        );
+        // ReLU kinks within eps are skipped.
+        fd.check(&mut m, &base, t, &idx, &grads[t].data, |m| {
+            functional(m, &p)
+        });
     }
     // The check is not vacuous: every tensor got a non-zero gradient somewhere.
     for g in &grads {

@@ -1,11 +1,15 @@
 //! The transformer encoder: gradients against finite differences, dropout semantics, readout
 //! shapes, spec validation and determinism.
 
+mod common;
+
+use common::{FiniteDiff, Problem};
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use softgfn_nn::{
-    Device, HeadSpec, Model, NamedTensor, NnError, OptimizerSpec, Outputs, ScalarSpec,
-    TokenReadout, TransformerSpec,
+    Device, HeadSpec, Model, NnError, OptimizerSpec, Outputs, ScalarSpec, TokenReadout,
+    TransformerSpec,
 };
 
 const TOKENS: usize = 4;
@@ -38,12 +42,6 @@ fn model(spec: &TransformerSpec, seed: u64) -> Model {
 }
 
 /// Random one-hot tokens per row, and a random linear functional of the outputs.
-struct Problem {
-    rows: usize,
-    input: Vec<f32>,
-    coeffs: Outputs,
-}
-
 fn problem(seed: u64, rows: usize) -> Problem {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut input = vec![0.0f32; rows * TOKENS * FEATURES];
@@ -52,40 +50,7 @@ fn problem(seed: u64, rows: usize) -> Problem {
             input[(r * TOKENS + t) * FEATURES + rng.gen_range(0..FEATURES)] = 1.0;
         }
     }
-    let mut coeffs = Outputs::new();
-    coeffs.reset(rows, &[TOKENS * WORDS, TOKENS, 1]);
-    for h in 0..3 {
-        for c in coeffs.head_mut(h) {
-            *c = rng.gen_range(-1.0f32..1.0);
-        }
-    }
-    Problem {
-        rows,
-        input,
-        coeffs,
-    }
-}
-
-fn functional(model: &Model, p: &Problem) -> f64 {
-    let mut out = Outputs::new();
-    model.forward(&p.input, p.rows, &mut out).unwrap();
-    let mut l = 0.0;
-    for h in 0..out.num_heads() {
-        for (y, c) in out.head(h).iter().zip(p.coeffs.head(h)) {
-            l += f64::from(*y) * f64::from(*c);
-        }
-    }
-    l
-}
-
-fn gradients(model: &mut Model, p: &Problem, seed: u64) -> (Outputs, Vec<NamedTensor>) {
-    let mut out = Outputs::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    model
-        .forward_train(&p.input, p.rows, &mut out, &mut rng)
-        .unwrap();
-    model.backward(&p.coeffs, &[0.25]).unwrap();
-    (out, model.gradients())
+    Problem::new(rows, input, &[TOKENS * WORDS, TOKENS, 1], &mut rng)
 }
 
 #[test]
@@ -131,10 +96,14 @@ fn gradient_matches_finite_differences_on_every_tensor() {
     // encoder output (a readout that overwrote instead of adding gradients would fail here).
     let mut m = model(&spec(0.0), 3);
     let p = problem(4, 5);
-    let (_, grads) = gradients(&mut m, &p, 0);
+    let (_, grads) = p.gradients(&mut m, 0);
     let base = m.parameters();
     assert_eq!(grads.len(), base.len());
-    let eps = 2e-3f32;
+    let fd = FiniteDiff {
+        eps: 2e-3,
+        kink: (5e-2, 1e-2),
+        tol: (3e-2, 3e-3),
+    };
     let mut probe = ChaCha8Rng::seed_from_u64(5);
     for (t, tensor) in base.iter().enumerate() {
         if tensor.name == "scalar.log_z" {
@@ -146,37 +115,8 @@ fn gradient_matches_finite_differences_on_every_tensor() {
         idx.extend((0..3).map(|_| probe.gen_range(0..n)));
         idx.sort_unstable();
         idx.dedup();
-        let mut checked = 0;
-        for &i in &idx {
-            let x = tensor.data[i];
-            let at = |m: &mut Model, v: f32| {
-                let mut params = base.clone();
-                params[t].data[i] = v;
-                m.set_parameters(&params).unwrap();
-                functional(m, &p)
-            };
-            let (up, down, mid) = (at(&mut m, x + eps), at(&mut m, x - eps), at(&mut m, x));
-            let h = f64::from(eps);
-            let (fwd, bwd) = ((up - mid) / h, (mid - down) / h);
-            if (fwd - bwd).abs() > 5e-2 * (fwd.abs() + bwd.abs()) + 1e-2 {
-                // A ReLU kink lies within eps.
-                continue;
-            }
-            let numeric = (up - down) / (2.0 * h);
-            let exact = f64::from(grads[t].data[i]);
-            let tol = 3e-2 * numeric.abs().max(exact.abs()) + 3e-3;
-            assert!(
-                (numeric - exact).abs() <= tol,
-                "{}[{i}]: analytic {exact}, finite difference {numeric}",
-                tensor.name
-            );
-            checked += 1;
-        }
-        assert!(
-            checked >= idx.len().min(2),
-            "{}: only {checked} entries checked",
-            tensor.name
-        );
+        // ReLU kinks within eps are skipped.
+        fd.check(&mut m, &base, t, &idx, &grads[t].data, |m| p.functional(m));
         // Softmax is invariant to adding b_k . q_i to every score of query i: zero gradient.
         let invariant = tensor.name.ends_with("attn.k.bias");
         assert!(
@@ -193,9 +133,9 @@ fn dropout_is_seeded_and_only_active_in_training() {
     let fresh = || model(&spec(0.3), 7);
     let mut eval = Outputs::new();
     fresh().forward(&p.input, p.rows, &mut eval).unwrap();
-    let (a, ga) = gradients(&mut fresh(), &p, 10);
-    let (b, gb) = gradients(&mut fresh(), &p, 10);
-    let (c, _) = gradients(&mut fresh(), &p, 11);
+    let (a, ga) = p.gradients(&mut fresh(), 10);
+    let (b, gb) = p.gradients(&mut fresh(), 10);
+    let (c, _) = p.gradients(&mut fresh(), 11);
     assert_eq!(a.head(0), b.head(0), "same RNG seed, same dropout masks");
     assert_eq!(ga, gb);
     assert_ne!(a.head(0), c.head(0), "another seed, other masks");
@@ -205,7 +145,7 @@ fn dropout_is_seeded_and_only_active_in_training() {
     model(&spec(0.0), 7)
         .forward(&p.input, p.rows, &mut e0)
         .unwrap();
-    let (t0, _) = gradients(&mut model(&spec(0.0), 7), &p, 10);
+    let (t0, _) = p.gradients(&mut model(&spec(0.0), 7), 10);
     for h in 0..3 {
         assert_eq!(t0.head(h), e0.head(h));
     }
@@ -215,7 +155,7 @@ fn dropout_is_seeded_and_only_active_in_training() {
 fn backward_after_another_forward_re_records_the_same_graph_with_the_same_masks() {
     let p = problem(8, 3);
     let mut m = model(&spec(0.3), 9);
-    let (_, direct) = gradients(&mut m, &p, 12);
+    let (_, direct) = p.gradients(&mut m, 12);
     // Park another model's graph in this thread's slot in between.
     let mut other = model(&spec(0.3), 10);
     let mut out = Outputs::new();

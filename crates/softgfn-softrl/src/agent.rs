@@ -64,20 +64,11 @@ pub trait SoftRlAgent: Send + std::fmt::Debug {
     /// bootstrapping, an actor's policy at `s'`).
     fn needs_next_online(&self) -> bool;
 
-    /// Forward passes for a batch of `n` transitions: the online network on the first
-    /// `online_rows` rows of `features` (`n`, or `2n` when the next states are needed), in training
-    /// mode when `train` (dropout draws from `rng`), and the agent's target networks.
-    fn forward(
-        &mut self,
-        features: &[f32],
-        n: usize,
-        online_rows: usize,
-        train: bool,
-        rng: &mut Rng,
-    ) -> Result<()>;
-
-    /// Outputs of the last online forward pass (the driver reads a learned `P_B` head from them).
-    fn online_outputs(&self) -> &Outputs;
+    /// Forward passes for a batch: the online network on the batch's online rows
+    /// ([`BatchFeatures::forward_online`], in training mode when `batch.train`, dropout drawn
+    /// from `rng`), and the agent's target networks on the rows they need
+    /// ([`BatchFeatures::states`], [`BatchFeatures::next_states`]).
+    fn forward(&mut self, batch: &BatchFeatures<'_>, rng: &mut Rng) -> Result<()>;
 
     /// The loss of the batch given the rewards of the reduction (`rewards[i]` of transition `i`).
     /// Fills `out.losses` and, when `train`, writes the head gradients (then read through
@@ -90,28 +81,133 @@ pub trait SoftRlAgent: Send + std::fmt::Debug {
         out: &mut LossOutput,
     ) -> Result<f64>;
 
-    /// Head gradients of the online network written by the last training [`loss`](Self::loss)
-    /// (rows as in [`forward`](Self::forward)'s `online_rows`); the driver adds a learned `P_B`
-    /// head's gradient here.
-    fn gradients_mut(&mut self) -> &mut Outputs;
-
-    /// Backpropagates the head gradients and takes an optimizer step.
-    fn step(&mut self) -> Result<()>;
-
-    /// Moves the target networks toward the online ones: `target <- tau online + (1 - tau)
-    /// target` (`tau >= 1`: an exact copy).
-    fn update_target(&mut self, tau: f64) -> Result<()>;
-
     /// The soft value `V(s)` of one state (`features`, valid actions `mask`) under the online
     /// networks; at `s0` it estimates `log Z`.
     fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64>;
 
+    /// The agent's online network and its target copy, with the buffers of the online passes
+    /// ([`OnlineTarget`]): the methods below work on them. An agent with other networks
+    /// overrides the ones they concern.
+    fn nets(&self) -> &OnlineTarget;
+
+    /// Mutable [`nets`](Self::nets).
+    fn nets_mut(&mut self) -> &mut OnlineTarget;
+
+    /// Outputs of the last online forward pass (the driver reads a learned `P_B` head from them).
+    fn online_outputs(&self) -> &Outputs {
+        &self.nets().out
+    }
+
+    /// Head gradients of the online network written by the last training [`loss`](Self::loss)
+    /// (rows as in [`BatchFeatures::online_rows`]); the driver adds a learned `P_B` head's
+    /// gradient here.
+    fn gradients_mut(&mut self) -> &mut Outputs {
+        &mut self.nets_mut().grad
+    }
+
+    /// Backpropagates the head gradients and takes an optimizer step.
+    fn step(&mut self) -> Result<()> {
+        let nets = self.nets_mut();
+        nets.online.backward(&nets.grad, &[])?;
+        nets.online.step()?;
+        Ok(())
+    }
+
+    /// Moves the target networks toward the online ones: `target <- tau online + (1 - tau)
+    /// target` (`tau >= 1`: an exact copy).
+    fn update_target(&mut self, tau: f64) -> Result<()> {
+        let nets = self.nets_mut();
+        soft_update(&mut nets.target, &nets.online, tau)
+    }
+
     /// Every network with a stable name (the first is the online network, saved as
     /// `model.safetensors`; the others as `<name>.safetensors`), for checkpoints.
-    fn networks(&self) -> Vec<(&'static str, &Model)>;
+    fn networks(&self) -> Vec<(&'static str, &Model)> {
+        let nets = self.nets();
+        vec![("online", &nets.online), ("target", &nets.target)]
+    }
 
     /// Mutable [`networks`](Self::networks), same order.
-    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)>;
+    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
+        let nets = self.nets_mut();
+        vec![("online", &mut nets.online), ("target", &mut nets.target)]
+    }
+}
+
+/// An agent's online network, its target copy, and the buffers of its online passes: what the
+/// provided methods of [`SoftRlAgent`] work on.
+#[derive(Debug)]
+pub struct OnlineTarget {
+    /// The online network (trained).
+    pub online: Model,
+    /// Its target copy (moved toward it by [`SoftRlAgent::update_target`]).
+    pub target: Model,
+    /// Outputs of the last online forward pass.
+    pub out: Outputs,
+    /// Head gradients of the online network for the next [`SoftRlAgent::step`].
+    pub grad: Outputs,
+}
+
+impl OnlineTarget {
+    /// The online network and a target copy of it, with empty buffers.
+    pub fn new(online: Model) -> Self {
+        let target = online.clone_model();
+        Self {
+            online,
+            target,
+            out: Outputs::new(),
+            grad: Outputs::new(),
+        }
+    }
+}
+
+/// The encoded states of a batch of `n` transitions, as [`SoftRlAgent::forward`] receives them:
+/// `2n` feature rows, `s_0..s_{n-1}` then `s'_0..s'_{n-1}`, each state encoded once.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchFeatures<'a> {
+    /// The `2n` rows of features.
+    pub features: &'a [f32],
+    /// Number of transitions.
+    pub n: usize,
+    /// Rows the online network runs on: `n`, or `2n` when the next states are needed
+    /// ([`SoftRlAgent::needs_next_online`], a learned `P_B`).
+    pub online_rows: usize,
+    /// Whether this pass trains (the online network in training mode).
+    pub train: bool,
+}
+
+impl BatchFeatures<'_> {
+    /// Features per row.
+    pub fn width(&self) -> usize {
+        self.features.len() / (2 * self.n).max(1)
+    }
+
+    /// The rows of the states `s_i`.
+    pub fn states(&self) -> &[f32] {
+        &self.features[..self.n * self.width()]
+    }
+
+    /// The rows of the next states `s'_i`.
+    pub fn next_states(&self) -> &[f32] {
+        &self.features[self.n * self.width()..2 * self.n * self.width()]
+    }
+
+    /// The online pass every agent makes: `online` on the first `online_rows` rows (in training
+    /// mode, dropout drawn from `rng`, when `train`) into `out`.
+    pub fn forward_online(
+        &self,
+        online: &mut Model,
+        out: &mut Outputs,
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let rows = &self.features[..self.online_rows * self.width()];
+        if self.train {
+            online.forward_train(rows, self.online_rows, out, rng)?;
+        } else {
+            online.forward(rows, self.online_rows, out)?;
+        }
+        Ok(())
+    }
 }
 
 /// `target <- tau source + (1 - tau) target`, an exact copy when `tau >= 1`.

@@ -272,6 +272,70 @@ pub fn push_all(
     Ok(())
 }
 
+/// The [`SharedFields`] of a config of this crate (`soft_dqn`, `munchausen_dqn`, `sac`: the
+/// fields have the same names in each), for [`validate_shared`].
+macro_rules! shared_fields {
+    ($c:expr) => {
+        $crate::common::SharedFields {
+            weight_decay: $c.weight_decay,
+            trajectories_per_iteration: $c.trajectories_per_iteration,
+            batch_size: $c.batch_size,
+            buffer_capacity: $c.buffer_capacity,
+            replay: $c.replay,
+            per: (
+                $c.per_alpha,
+                $c.per_beta,
+                $c.per_beta_final,
+                $c.per_beta_horizon,
+            ),
+            tau: $c.tau,
+            leaf_coef: $c.leaf_coef,
+            hidden_dim: $c.hidden_dim,
+            hidden_layers: $c.hidden_layers,
+            transformer: &$c.transformer,
+            epsilon: ($c.epsilon, $c.epsilon_final),
+            temperature: $c.temperature,
+            backward_policy: $c.backward_policy,
+            naive_learned_backward: $c.naive_learned_backward,
+        }
+    };
+}
+pub(crate) use shared_fields;
+
+/// The [`crate::OffPolicySettings`] of a config of this crate, given how new transitions enter a
+/// prioritized buffer and the gradient steps between target updates: `Err` for PER exponents
+/// out of range.
+macro_rules! off_policy_settings {
+    ($c:expr, $new_priority:expr, $target_update_interval:expr) => {
+        $crate::common::sampling(
+            $c.replay,
+            $c.per_alpha,
+            $c.per_beta,
+            $c.per_beta_final,
+            $c.per_beta_horizon,
+        )
+        .map(|sampling| $crate::OffPolicySettings {
+            trajectories_per_iteration: $c.trajectories_per_iteration,
+            batch_size: $c.batch_size,
+            buffer_capacity: $c.buffer_capacity,
+            sampling,
+            new_priority: $new_priority,
+            learning_starts: $c.learning_starts,
+            learning_starts_transitions: $c.learning_starts_transitions,
+            tau: $c.tau,
+            target_update_interval: $target_update_interval,
+            epsilon: softgfn_train::LinearSchedule {
+                start: $c.epsilon,
+                end: $c.epsilon_final,
+                horizon: $c.epsilon_horizon,
+            },
+            temperature: $c.temperature,
+            backward_policy: $c.backward_policy,
+        })
+    };
+}
+pub(crate) use off_policy_settings;
+
 /// The fields every soft agent's config shares, for one validation routine.
 pub struct SharedFields<'a> {
     /// L2 weight decay.

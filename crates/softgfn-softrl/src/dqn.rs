@@ -22,15 +22,13 @@ use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
 use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
 use softgfn_train::replay::SampledBatch;
-use softgfn_train::{
-    Algorithm, AlgorithmConfig, BuildContext, LinearSchedule, PAPER_HORIZON, Result, TrainError,
-};
+use softgfn_train::{Algorithm, AlgorithmConfig, BuildContext, PAPER_HORIZON, Result, TrainError};
 
-use crate::agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
+use crate::agent::{AgentContext, BatchFeatures, LossOutput, OnlineTarget, SoftRlAgent};
 use crate::common::{
-    NewPriority, QHeads, ReplayKind, SharedFields, TdLoss, sampling, validate_shared,
+    NewPriority, QHeads, ReplayKind, TdLoss, off_policy_settings, shared_fields, validate_shared,
 };
-use crate::driver::{OffPolicy, OffPolicySettings};
+use crate::driver::OffPolicy;
 use crate::targets::{TargetInputs, TargetParams, soft_dqn_loss, soft_value};
 
 /// SoftDQN configuration (`name = "soft_dqn"`); `munchausen_dqn` is the same with other defaults.
@@ -198,31 +196,7 @@ impl SoftDqnConfig {
 
     fn check(&self, algo: &str) -> Result<()> {
         check::positive("algo.learning_rate", self.learning_rate)?;
-        validate_shared(
-            algo,
-            &SharedFields {
-                weight_decay: self.weight_decay,
-                trajectories_per_iteration: self.trajectories_per_iteration,
-                batch_size: self.batch_size,
-                buffer_capacity: self.buffer_capacity,
-                replay: self.replay,
-                per: (
-                    self.per_alpha,
-                    self.per_beta,
-                    self.per_beta_final,
-                    self.per_beta_horizon,
-                ),
-                tau: self.tau,
-                leaf_coef: self.leaf_coef,
-                hidden_dim: self.hidden_dim,
-                hidden_layers: self.hidden_layers,
-                transformer: &self.transformer,
-                epsilon: (self.epsilon, self.epsilon_final),
-                temperature: self.temperature,
-                backward_policy: self.backward_policy,
-                naive_learned_backward: self.naive_learned_backward,
-            },
-        )?;
+        validate_shared(algo, &shared_fields!(self))?;
         if self.target_update_interval == 0 {
             return Err(TrainError::invalid(
                 "algo.target_update_interval",
@@ -253,30 +227,8 @@ impl SoftDqnConfig {
         ctx: &mut BuildContext<'_>,
     ) -> Result<Box<dyn Algorithm>> {
         self.check(name)?;
-        let settings = OffPolicySettings {
-            trajectories_per_iteration: self.trajectories_per_iteration,
-            batch_size: self.batch_size,
-            buffer_capacity: self.buffer_capacity,
-            sampling: sampling(
-                self.replay,
-                self.per_alpha,
-                self.per_beta,
-                self.per_beta_final,
-                self.per_beta_horizon,
-            )?,
-            new_priority: self.per_new_priority,
-            learning_starts: self.learning_starts,
-            learning_starts_transitions: self.learning_starts_transitions,
-            tau: self.tau,
-            target_update_interval: self.target_update_interval,
-            epsilon: LinearSchedule {
-                start: self.epsilon,
-                end: self.epsilon_final,
-                horizon: self.epsilon_horizon,
-            },
-            temperature: self.temperature,
-            backward_policy: self.backward_policy,
-        };
+        let settings =
+            off_policy_settings!(self, self.per_new_priority, self.target_update_interval)?;
         let cfg = self.clone();
         Ok(Box::new(OffPolicy::new(name, settings, ctx, |actx| {
             SoftDqn::new(name, cfg, actx)
@@ -334,19 +286,16 @@ impl AlgorithmConfig for MunchausenDqnConfig {
 /// loop is the driver's ([`OffPolicy`]).
 #[derive(Debug)]
 pub struct SoftDqn {
+    nets: OnlineTarget,
     cfg: SoftDqnConfig,
     params: TargetParams,
-    online: Model,
-    target: Model,
     heads: QHeads,
     num_actions: usize,
     /// Rows of the last online pass (`n` or `2n`).
     online_rows: usize,
     // Scratch, reused between calls.
-    out: Outputs,
     out_t: Outputs,
     out_ts: Outputs,
-    grad: Outputs,
     q: Vec<f32>,
     q_next: Vec<f32>,
     q_t: Vec<f32>,
@@ -393,7 +342,6 @@ impl SoftDqn {
             vec![],
             &opt,
         )?;
-        let target = online.clone_model();
         Ok(Self {
             params: TargetParams {
                 lambda: cfg.lambda(),
@@ -402,15 +350,12 @@ impl SoftDqn {
                 double: cfg.double,
             },
             cfg,
-            online,
-            target,
+            nets: OnlineTarget::new(online),
             heads,
             num_actions: na,
             online_rows: 0,
-            out: Outputs::new(),
             out_t: Outputs::new(),
             out_ts: Outputs::new(),
-            grad: Outputs::new(),
             q: Vec::new(),
             q_next: Vec::new(),
             q_t: Vec::new(),
@@ -423,15 +368,30 @@ impl SoftDqn {
 
     /// The online network.
     pub fn online(&self) -> &Model {
-        &self.online
+        &self.nets.online
     }
 }
 
 impl SoftRlAgent for SoftDqn {
+    fn nets(&self) -> &OnlineTarget {
+        &self.nets
+    }
+
+    fn nets_mut(&mut self) -> &mut OnlineTarget {
+        &mut self.nets
+    }
+
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
-        self.online.forward(features, rows, &mut self.out)?;
-        self.heads
-            .logits(&self.out, rows, self.num_actions, self.params.lambda, out);
+        self.nets
+            .online
+            .forward(features, rows, &mut self.nets.out)?;
+        self.heads.logits(
+            &self.nets.out,
+            rows,
+            self.num_actions,
+            self.params.lambda,
+            out,
+        );
         Ok(())
     }
 
@@ -439,35 +399,19 @@ impl SoftRlAgent for SoftDqn {
         self.params.double
     }
 
-    fn forward(
-        &mut self,
-        features: &[f32],
-        n: usize,
-        online_rows: usize,
-        train: bool,
-        rng: &mut Rng,
-    ) -> Result<()> {
-        let fd = features.len() / (2 * n).max(1);
-        let rows = &features[..online_rows * fd];
-        if train {
-            self.online
-                .forward_train(rows, online_rows, &mut self.out, rng)?;
-        } else {
-            self.online.forward(rows, online_rows, &mut self.out)?;
-        }
-        self.online_rows = online_rows;
+    fn forward(&mut self, x: &BatchFeatures<'_>, rng: &mut Rng) -> Result<()> {
+        x.forward_online(&mut self.nets.online, &mut self.nets.out, rng)?;
+        self.online_rows = x.online_rows;
         // Target network at s' (and at s for the Munchausen term).
-        self.target
-            .forward(&features[n * fd..2 * n * fd], n, &mut self.out_t)?;
+        self.nets
+            .target
+            .forward(x.next_states(), x.n, &mut self.out_t)?;
         if self.params.munchausen_alpha > 0.0 {
-            self.target
-                .forward(&features[..n * fd], n, &mut self.out_ts)?;
+            self.nets
+                .target
+                .forward(x.states(), x.n, &mut self.out_ts)?;
         }
         Ok(())
-    }
-
-    fn online_outputs(&self) -> &Outputs {
-        &self.out
     }
 
     fn loss(
@@ -502,7 +446,7 @@ impl SoftRlAgent for SoftDqn {
             );
         }
         h.q_values(
-            &self.out,
+            &self.nets.out,
             0,
             n,
             na,
@@ -512,7 +456,7 @@ impl SoftRlAgent for SoftDqn {
         );
         if self.params.double {
             h.q_values(
-                &self.out,
+                &self.nets.out,
                 n,
                 n,
                 na,
@@ -523,8 +467,8 @@ impl SoftRlAgent for SoftDqn {
         }
         self.scratch.resize(na, 0.0);
         if train {
-            let dims = self.online.head_dims();
-            self.grad.reset(self.online_rows, &dims);
+            let dims = self.nets.online.head_dims();
+            self.nets.grad.reset(self.online_rows, &dims);
         }
         let mut total = 0.0;
         let inv = 1.0 / n.max(1) as f64;
@@ -561,7 +505,7 @@ impl SoftRlAgent for SoftDqn {
             if train {
                 let g = w * leaf * dl * inv;
                 h.backward_one(
-                    &mut self.grad,
+                    &mut self.nets.grad,
                     i,
                     na,
                     &b.forward_masks[i * na..(i + 1) * na],
@@ -580,36 +524,14 @@ impl SoftRlAgent for SoftDqn {
         Ok(total)
     }
 
-    fn gradients_mut(&mut self) -> &mut Outputs {
-        &mut self.grad
-    }
-
-    fn step(&mut self) -> Result<()> {
-        self.online.backward(&self.grad, &[])?;
-        self.online.step()?;
-        Ok(())
-    }
-
-    fn update_target(&mut self, tau: f64) -> Result<()> {
-        soft_update(&mut self.target, &self.online, tau)
-    }
-
     fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64> {
         let na = self.num_actions;
-        self.online.forward(features, 1, &mut self.out)?;
+        self.nets.online.forward(features, 1, &mut self.nets.out)?;
         let mut q = Vec::new();
         let mut lsm = Vec::new();
         self.heads
-            .q_values(&self.out, 0, 1, na, mask, &mut q, &mut lsm);
+            .q_values(&self.nets.out, 0, 1, na, mask, &mut q, &mut lsm);
         let mut lp = vec![0.0; na];
         Ok(soft_value(&q, mask, self.params.lambda, &mut lp))
-    }
-
-    fn networks(&self) -> Vec<(&'static str, &Model)> {
-        vec![("online", &self.online), ("target", &self.target)]
-    }
-
-    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
-        vec![("online", &mut self.online), ("target", &mut self.target)]
     }
 }

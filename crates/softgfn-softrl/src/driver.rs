@@ -21,7 +21,7 @@ use softgfn_train::{
     LinearSchedule, Result, TrainError, UpdateContext, UpdateStats,
 };
 
-use crate::agent::{AgentContext, LossOutput, SoftRlAgent};
+use crate::agent::{AgentContext, BatchFeatures, LossOutput, SoftRlAgent};
 use crate::common::{NewPriority, push_all, transitions_of};
 
 /// What the driver needs from an agent's config.
@@ -210,8 +210,13 @@ impl<A: SoftRlAgent> OffPolicy<A> {
         } else {
             n
         };
-        self.agent
-            .forward(&self.feats, n, online_rows, train, rng)?;
+        let batch = BatchFeatures {
+            features: &self.feats,
+            n,
+            online_rows,
+            train,
+        };
+        self.agent.forward(&batch, rng)?;
         // Rewards of the reduction (a learned P_B: the online backward head at s').
         if let Some(h) = self.backward.head() {
             self.backward.prepare(

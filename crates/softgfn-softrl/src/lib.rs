@@ -24,7 +24,7 @@ pub mod driver;
 pub mod sac;
 pub mod targets;
 
-pub use agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
+pub use agent::{AgentContext, BatchFeatures, LossOutput, OnlineTarget, SoftRlAgent, soft_update};
 pub use dqn::{MunchausenDqnConfig, SoftDqn, SoftDqnConfig};
 pub use driver::{OffPolicy, OffPolicySettings};
 pub use sac::{Sac, SacConfig};

@@ -16,17 +16,17 @@
 use serde::{Deserialize, Serialize};
 use softgfn_core::math::masked_log_softmax;
 use softgfn_core::{BackwardPolicyKind, Rng};
-use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
+use softgfn_nn::{AdamConfig, HeadSpec, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::check;
 use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
 use softgfn_train::replay::SampledBatch;
-use softgfn_train::{
-    Algorithm, AlgorithmConfig, BuildContext, LinearSchedule, PAPER_HORIZON, Result,
-};
+use softgfn_train::{Algorithm, AlgorithmConfig, BuildContext, PAPER_HORIZON, Result};
 
-use crate::agent::{AgentContext, LossOutput, SoftRlAgent, soft_update};
-use crate::common::{NewPriority, ReplayKind, SharedFields, TdLoss, sampling, validate_shared};
-use crate::driver::{OffPolicy, OffPolicySettings};
+use crate::agent::{AgentContext, BatchFeatures, LossOutput, OnlineTarget, SoftRlAgent};
+use crate::common::{
+    NewPriority, ReplayKind, TdLoss, off_policy_settings, shared_fields, validate_shared,
+};
+use crate::driver::OffPolicy;
 use crate::targets::{sac_actor_loss, sac_critic_loss, sac_value};
 
 const ACTOR: usize = 0;
@@ -166,60 +166,13 @@ impl AlgorithmConfig for SacConfig {
         check::positive("algo.q_learning_rate", self.q_learning_rate)?;
         check::positive("algo.policy_learning_rate", self.policy_learning_rate)?;
         check::positive("algo.adam_eps", self.adam_eps)?;
-        validate_shared(
-            "sac",
-            &SharedFields {
-                weight_decay: self.weight_decay,
-                trajectories_per_iteration: self.trajectories_per_iteration,
-                batch_size: self.batch_size,
-                buffer_capacity: self.buffer_capacity,
-                replay: self.replay,
-                per: (
-                    self.per_alpha,
-                    self.per_beta,
-                    self.per_beta_final,
-                    self.per_beta_horizon,
-                ),
-                tau: self.tau,
-                leaf_coef: self.leaf_coef,
-                hidden_dim: self.hidden_dim,
-                hidden_layers: self.hidden_layers,
-                transformer: &self.transformer,
-                epsilon: (self.epsilon, self.epsilon_final),
-                temperature: self.temperature,
-                backward_policy: self.backward_policy,
-                naive_learned_backward: self.naive_learned_backward,
-            },
-        )
+        validate_shared("sac", &shared_fields!(self))
     }
 
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
         self.validate()?;
-        let settings = OffPolicySettings {
-            trajectories_per_iteration: self.trajectories_per_iteration,
-            batch_size: self.batch_size,
-            buffer_capacity: self.buffer_capacity,
-            sampling: sampling(
-                self.replay,
-                self.per_alpha,
-                self.per_beta,
-                self.per_beta_final,
-                self.per_beta_horizon,
-            )?,
-            // New transitions enter at the largest priority seen.
-            new_priority: NewPriority::Max,
-            learning_starts: self.learning_starts,
-            learning_starts_transitions: self.learning_starts_transitions,
-            tau: self.tau,
-            target_update_interval: 1,
-            epsilon: LinearSchedule {
-                start: self.epsilon,
-                end: self.epsilon_final,
-                horizon: self.epsilon_horizon,
-            },
-            temperature: self.temperature,
-            backward_policy: self.backward_policy,
-        };
+        // New transitions enter at the largest priority seen; targets follow every step.
+        let settings = off_policy_settings!(self, NewPriority::Max, 1)?;
         let cfg = self.clone();
         Ok(Box::new(OffPolicy::new("sac", settings, ctx, |actx| {
             Sac::new(cfg, actx)
@@ -235,13 +188,10 @@ impl AlgorithmConfig for SacConfig {
 /// is the driver's ([`OffPolicy`]).
 #[derive(Debug)]
 pub struct Sac {
+    nets: OnlineTarget,
     cfg: SacConfig,
-    online: Model,
-    target: Model,
     num_actions: usize,
-    out: Outputs,
     out_t: Outputs,
-    grad: Outputs,
     lp: Vec<f64>,
 }
 
@@ -276,24 +226,30 @@ impl Sac {
             vec![],
             &opt,
         )?;
-        let target = online.clone_model();
         Ok(Self {
             cfg,
-            online,
-            target,
+            nets: OnlineTarget::new(online),
             num_actions: na,
-            out: Outputs::new(),
             out_t: Outputs::new(),
-            grad: Outputs::new(),
             lp: Vec::new(),
         })
     }
 }
 
 impl SoftRlAgent for Sac {
+    fn nets(&self) -> &OnlineTarget {
+        &self.nets
+    }
+
+    fn nets_mut(&mut self) -> &mut OnlineTarget {
+        &mut self.nets
+    }
+
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
-        self.online.forward(features, rows, &mut self.out)?;
-        out.copy_from_slice(&self.out.head(ACTOR)[..rows * self.num_actions]);
+        self.nets
+            .online
+            .forward(features, rows, &mut self.nets.out)?;
+        out.copy_from_slice(&self.nets.out.head(ACTOR)[..rows * self.num_actions]);
         Ok(())
     }
 
@@ -302,30 +258,13 @@ impl SoftRlAgent for Sac {
         true
     }
 
-    fn forward(
-        &mut self,
-        features: &[f32],
-        n: usize,
-        online_rows: usize,
-        train: bool,
-        rng: &mut Rng,
-    ) -> Result<()> {
-        let fd = features.len() / (2 * n).max(1);
-        let rows = &features[..online_rows * fd];
-        if train {
-            self.online
-                .forward_train(rows, online_rows, &mut self.out, rng)?;
-        } else {
-            self.online.forward(rows, online_rows, &mut self.out)?;
-        }
+    fn forward(&mut self, x: &BatchFeatures<'_>, rng: &mut Rng) -> Result<()> {
+        x.forward_online(&mut self.nets.online, &mut self.nets.out, rng)?;
         // Target critics on [s; s'].
-        self.target
-            .forward(&features[..2 * n * fd], 2 * n, &mut self.out_t)?;
+        self.nets
+            .target
+            .forward(x.features, 2 * x.n, &mut self.out_t)?;
         Ok(())
-    }
-
-    fn online_outputs(&self) -> &Outputs {
-        &self.out
     }
 
     fn loss(
@@ -338,7 +277,7 @@ impl SoftRlAgent for Sac {
         let n = b.actions.len();
         let na = self.num_actions;
         self.lp.resize(2 * n * na, 0.0);
-        let actor = self.out.head(ACTOR);
+        let actor = self.nets.out.head(ACTOR);
         for r in 0..2 * n {
             let mask = if r < n {
                 &b.forward_masks[r * na..(r + 1) * na]
@@ -352,10 +291,10 @@ impl SoftRlAgent for Sac {
                 &mut self.lp[r * na..(r + 1) * na],
             );
         }
-        let dims = self.online.head_dims();
-        self.grad.reset(2 * n, &dims);
+        let dims = self.nets.online.head_dims();
+        self.nets.grad.reset(2 * n, &dims);
         let (tq1, tq2) = (self.out_t.head(Q1), self.out_t.head(Q2));
-        let (q1, q2) = (self.out.head(Q1), self.out.head(Q2));
+        let (q1, q2) = (self.nets.out.head(Q1), self.nets.out.head(Q2));
         let inv = 1.0 / n.max(1) as f64;
         let mut total = 0.0;
         for i in 0..n {
@@ -389,8 +328,8 @@ impl SoftRlAgent for Sac {
             if !train {
                 continue;
             }
-            self.grad.head_mut(Q1)[i * na + a] += (w * leaf * d1 * inv) as f32;
-            self.grad.head_mut(Q2)[i * na + a] += (w * leaf * d2 * inv) as f32;
+            self.nets.grad.head_mut(Q1)[i * na + a] += (w * leaf * d1 * inv) as f32;
+            self.nets.grad.head_mut(Q2)[i * na + a] += (w * leaf * d2 * inv) as f32;
             // y contains +r in both critics' residuals.
             out.reward_grads.push(-w * leaf * (d1 + d2) * inv);
             // Actor: maximise V(s) under the target critics (loss -mean V(s)).
@@ -401,38 +340,21 @@ impl SoftRlAgent for Sac {
                     &tq2[i * na..(i + 1) * na],
                     &b.forward_masks[i * na..(i + 1) * na],
                     inv,
-                    &mut self.grad.head_mut(ACTOR)[i * na..(i + 1) * na],
+                    &mut self.nets.grad.head_mut(ACTOR)[i * na..(i + 1) * na],
                 );
         }
         Ok(total)
     }
 
-    fn gradients_mut(&mut self) -> &mut Outputs {
-        &mut self.grad
-    }
-
-    fn step(&mut self) -> Result<()> {
-        self.online.backward(&self.grad, &[])?;
-        self.online.step()?;
-        Ok(())
-    }
-
-    fn update_target(&mut self, tau: f64) -> Result<()> {
-        soft_update(&mut self.target, &self.online, tau)
-    }
-
     fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64> {
-        self.online.forward(features, 1, &mut self.out)?;
+        self.nets.online.forward(features, 1, &mut self.nets.out)?;
         let mut lp = vec![0.0; self.num_actions];
-        masked_log_softmax(self.out.head(ACTOR), mask, 1.0, &mut lp);
-        Ok(sac_value(&lp, self.out.head(Q1), self.out.head(Q2), mask))
-    }
-
-    fn networks(&self) -> Vec<(&'static str, &Model)> {
-        vec![("online", &self.online), ("target", &self.target)]
-    }
-
-    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
-        vec![("online", &mut self.online), ("target", &mut self.target)]
+        masked_log_softmax(self.nets.out.head(ACTOR), mask, 1.0, &mut lp);
+        Ok(sac_value(
+            &lp,
+            self.nets.out.head(Q1),
+            self.nets.out.head(Q2),
+            mask,
+        ))
     }
 }

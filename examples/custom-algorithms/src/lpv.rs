@@ -130,33 +130,11 @@ impl Default for LpvConfig {
 }
 
 // ANCHOR: config
-#[typetag::serde(name = "lpv")]
-impl AlgorithmConfig for LpvConfig {
-    fn validate(&self) -> Result<()> {
-        self.transformer.validate()?;
-        check::positive("algo.learning_rate", self.learning_rate)?;
-        check::non_negative("algo.weight_decay", self.weight_decay)?;
-        // One trajectory would estimate log Z exactly and learn nothing.
-        check::in_range(
-            "algo.trajectories_per_iteration",
-            self.trajectories_per_iteration,
-            2,
-            check::MAX_BATCH,
-        )?;
-        check::in_range("algo.hidden_dim", self.hidden_dim, 1, check::MAX_HIDDEN_DIM)?;
-        check::in_range(
-            "algo.hidden_layers",
-            self.hidden_layers,
-            1,
-            check::MAX_HIDDEN_LAYERS,
-        )?;
-        check::probability("algo.epsilon", self.epsilon)?;
-        check::positive("algo.temperature", self.temperature)
-    }
-
-    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
-        self.validate()?;
-        let setup = BalanceSetup {
+impl LpvConfig {
+    /// What the workspace's balance algorithm is built from: this objective, a learned or fixed
+    /// `P_B`, the network and the exploration (no `log Z` is learned).
+    fn setup(&self) -> BalanceSetup<'_> {
+        BalanceSetup {
             name: "lpv",
             objective: Box::new(LogPartitionVariance),
             learning_rate: self.learning_rate,
@@ -175,8 +153,27 @@ impl AlgorithmConfig for LpvConfig {
                 epsilon: self.epsilon,
                 temperature: self.temperature,
             },
-        };
-        Ok(Box::new(BalanceAlgorithm::new(setup, ctx)?))
+        }
+    }
+}
+
+#[typetag::serde(name = "lpv")]
+impl AlgorithmConfig for LpvConfig {
+    fn validate(&self) -> Result<()> {
+        // The checks every balance algorithm shares (softgfn-gflownet's), then lpv's own: one
+        // trajectory would estimate log Z exactly and learn nothing.
+        self.setup().validate()?;
+        check::in_range(
+            "algo.trajectories_per_iteration",
+            self.trajectories_per_iteration,
+            2,
+            check::MAX_BATCH,
+        )
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<Box<dyn Algorithm>> {
+        self.validate()?;
+        Ok(Box::new(BalanceAlgorithm::new(self.setup(), ctx)?))
     }
 
     fn clone_box(&self) -> Box<dyn AlgorithmConfig> {

@@ -14,11 +14,14 @@
 
 use serde::{Deserialize, Serialize};
 use softgfn_core::{BackwardPolicyKind, Rng};
-use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
+use softgfn_nn::{AdamConfig, HeadSpec, OptimizerSpec, Outputs};
 use softgfn_softrl::common::{NewPriority, ReplayKind, TdLoss, sampling};
-use softgfn_softrl::targets::soft_value;
+use softgfn_softrl::targets::{
+    TargetInputs, TargetParams, sac_critic_loss, soft_td_target, soft_value,
+};
 use softgfn_softrl::{
-    AgentContext, LossOutput, OffPolicy, OffPolicySettings, SoftRlAgent, soft_update,
+    AgentContext, BatchFeatures, LossOutput, OffPolicy, OffPolicySettings, OnlineTarget,
+    SoftRlAgent,
 };
 use softgfn_train::algorithm::check;
 use softgfn_train::network::{NetworkChoice, NetworkKind, TransformerConfig};
@@ -196,14 +199,11 @@ impl AlgorithmConfig for SoftTwinQConfig {
 /// The soft twin-Q agent.
 #[derive(Debug)]
 pub struct SoftTwinQ {
+    nets: OnlineTarget,
     cfg: SoftTwinQConfig,
-    online: Model,
-    target: Model,
     num_actions: usize,
     online_rows: usize,
-    out: Outputs,
     out_t: Outputs,
-    grad: Outputs,
     q_min: Vec<f32>,
     scratch: Vec<f64>,
 }
@@ -233,16 +233,12 @@ impl SoftTwinQ {
                 group_learning_rates: vec![],
             },
         )?;
-        let target = online.clone_model();
         Ok(Self {
             cfg,
-            online,
-            target,
+            nets: OnlineTarget::new(online),
             num_actions: na,
             online_rows: 0,
-            out: Outputs::new(),
             out_t: Outputs::new(),
-            grad: Outputs::new(),
             q_min: Vec::new(),
             scratch: Vec::new(),
         })
@@ -258,9 +254,19 @@ fn q_min(out: &Outputs, row0: usize, rows: usize, na: usize, dest: &mut Vec<f32>
 
 // ANCHOR: agent
 impl SoftRlAgent for SoftTwinQ {
+    fn nets(&self) -> &OnlineTarget {
+        &self.nets
+    }
+
+    fn nets_mut(&mut self) -> &mut OnlineTarget {
+        &mut self.nets
+    }
+
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
-        self.online.forward(features, rows, &mut self.out)?;
-        q_min(&self.out, 0, rows, self.num_actions, &mut self.q_min);
+        self.nets
+            .online
+            .forward(features, rows, &mut self.nets.out)?;
+        q_min(&self.nets.out, 0, rows, self.num_actions, &mut self.q_min);
         let inv = (1.0 / self.cfg.entropy_coef) as f32;
         for (o, &q) in out.iter_mut().zip(&self.q_min) {
             *o = q * inv;
@@ -272,30 +278,13 @@ impl SoftRlAgent for SoftTwinQ {
         false // the bootstrap uses the target heads only
     }
 
-    fn forward(
-        &mut self,
-        features: &[f32],
-        n: usize,
-        online_rows: usize,
-        train: bool,
-        rng: &mut Rng,
-    ) -> Result<()> {
-        let fd = features.len() / (2 * n).max(1);
-        let rows = &features[..online_rows * fd];
-        if train {
-            self.online
-                .forward_train(rows, online_rows, &mut self.out, rng)?;
-        } else {
-            self.online.forward(rows, online_rows, &mut self.out)?;
-        }
-        self.online_rows = online_rows;
-        self.target
-            .forward(&features[n * fd..2 * n * fd], n, &mut self.out_t)?;
+    fn forward(&mut self, x: &BatchFeatures<'_>, rng: &mut Rng) -> Result<()> {
+        x.forward_online(&mut self.nets.online, &mut self.nets.out, rng)?;
+        self.online_rows = x.online_rows;
+        self.nets
+            .target
+            .forward(x.next_states(), x.n, &mut self.out_t)?;
         Ok(())
-    }
-
-    fn online_outputs(&self) -> &Outputs {
-        &self.out
     }
 
     fn loss(
@@ -310,60 +299,51 @@ impl SoftRlAgent for SoftTwinQ {
         q_min(&self.out_t, 0, n, na, &mut self.q_min);
         self.scratch.resize(na, 0.0);
         if train {
-            let dims = self.online.head_dims();
-            self.grad.reset(self.online_rows, &dims);
+            let dims = self.nets.online.head_dims();
+            self.nets.grad.reset(self.online_rows, &dims);
         }
+        // SoftDQN's target without the Munchausen term, bootstrapping on min(Q1, Q2) of the
+        // target heads; the twin loss is SAC's critic loss.
+        let params = TargetParams {
+            lambda: self.cfg.entropy_coef,
+            munchausen_alpha: 0.0,
+            munchausen_clip_min: 0.0,
+            double: false,
+        };
         let inv = 1.0 / n.max(1) as f64;
         let mut total = 0.0;
         for i in 0..n {
-            let a = b.actions[i] as usize;
-            let v_next = if b.done[i] {
-                0.0
-            } else {
-                soft_value(
-                    &self.q_min[i * na..(i + 1) * na],
-                    &b.next_forward_masks[i * na..(i + 1) * na],
-                    self.cfg.entropy_coef,
-                    &mut self.scratch,
-                )
+            let (a, row) = (b.actions[i] as usize, i * na..(i + 1) * na);
+            let target = TargetInputs {
+                reward: rewards[i],
+                done: b.done[i],
+                q_target_next: &self.q_min[row.clone()],
+                q_online_next: None,
+                next_mask: &b.next_forward_masks[row],
+                q_target_state: None,
+                mask: &[], // read by the Munchausen term only
+                action: a,
             };
-            let y = rewards[i] + v_next;
-            let (l1, d1) = self
-                .cfg
-                .loss
-                .eval(f64::from(self.out.head(Q1)[i * na + a]) - y);
-            let (l2, d2) = self
-                .cfg
-                .loss
-                .eval(f64::from(self.out.head(Q2)[i * na + a]) - y);
-            out.losses.push(0.5 * (l1 + l2));
-            total += (l1 + l2) * inv;
+            let y = soft_td_target(&params, &target, &mut self.scratch);
+            let (q1, q2) = (
+                self.nets.out.head(Q1)[i * na + a],
+                self.nets.out.head(Q2)[i * na + a],
+            );
+            let (l, d1, d2) = sac_critic_loss(self.cfg.loss, q1.into(), q2.into(), y);
+            out.losses.push(0.5 * l);
+            total += l * inv;
             if train {
-                self.grad.head_mut(Q1)[i * na + a] += (d1 * inv) as f32;
-                self.grad.head_mut(Q2)[i * na + a] += (d2 * inv) as f32;
+                self.nets.grad.head_mut(Q1)[i * na + a] += (d1 * inv) as f32;
+                self.nets.grad.head_mut(Q2)[i * na + a] += (d2 * inv) as f32;
                 out.reward_grads.push(-(d1 + d2) * inv);
             }
         }
         Ok(total)
     }
 
-    fn gradients_mut(&mut self) -> &mut Outputs {
-        &mut self.grad
-    }
-
-    fn step(&mut self) -> Result<()> {
-        self.online.backward(&self.grad, &[])?;
-        self.online.step()?;
-        Ok(())
-    }
-
-    fn update_target(&mut self, tau: f64) -> Result<()> {
-        soft_update(&mut self.target, &self.online, tau)
-    }
-
     fn soft_value(&mut self, features: &[f32], mask: &[bool]) -> Result<f64> {
-        self.online.forward(features, 1, &mut self.out)?;
-        q_min(&self.out, 0, 1, self.num_actions, &mut self.q_min);
+        self.nets.online.forward(features, 1, &mut self.nets.out)?;
+        q_min(&self.nets.out, 0, 1, self.num_actions, &mut self.q_min);
         let mut lp = vec![0.0; self.num_actions];
         Ok(soft_value(
             &self.q_min,
@@ -371,14 +351,6 @@ impl SoftRlAgent for SoftTwinQ {
             self.cfg.entropy_coef,
             &mut lp,
         ))
-    }
-
-    fn networks(&self) -> Vec<(&'static str, &Model)> {
-        vec![("online", &self.online), ("target", &self.target)]
-    }
-
-    fn networks_mut(&mut self) -> Vec<(&'static str, &mut Model)> {
-        vec![("online", &mut self.online), ("target", &mut self.target)]
     }
 }
 // ANCHOR_END: agent
