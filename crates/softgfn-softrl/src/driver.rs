@@ -307,8 +307,13 @@ impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
             self.feats.extend_from_slice(features);
             // Evaluation mode draws nothing from the generator.
             let mut rng = softgfn_core::rng::stream(0, softgfn_core::rng::Stream::Init);
-            self.agent
-                .forward(&self.feats, rows, rows, false, &mut rng)?;
+            let batch = BatchFeatures {
+                features: &self.feats,
+                n: rows,
+                online_rows: rows,
+                train: false,
+            };
+            self.agent.forward(&batch, &mut rng)?;
             self.backward
                 .prepare(self.agent.online_outputs().head(h), 0, rows, backward_masks);
         }
