@@ -21,14 +21,22 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
-TASKS = ("tb_hypergrid", "db_hypergrid", "subtb_hypergrid", "tb_bitseq")
+TASKS = ("tb_hypergrid", "db_hypergrid", "subtb_hypergrid", "tb_bitseq",
+         "soft_dqn_hypergrid", "mdqn_hypergrid", "mdqn_bitseq")
+# Tasks that neither peer library has an algorithm for: softgfn runs alone, the peers show "-".
+SOFTGFN_ONLY = ("soft_dqn_hypergrid", "mdqn_hypergrid", "mdqn_bitseq")
 LIBRARIES = ("softgfn", "gfnx", "torchgfn")
 TASK_LABELS = {
     "tb_hypergrid": "TB, hypergrid 20^4",
     "db_hypergrid": "DB, hypergrid 20^4",
     "subtb_hypergrid": "SubTB, hypergrid 20^4",
     "tb_bitseq": "TB, bitseq k=8, transformer",
+    "soft_dqn_hypergrid": "SoftDQN, hypergrid 20^4, batch 256",
+    "mdqn_hypergrid": "M-DQN, hypergrid 20^4, batch 256",
+    "mdqn_bitseq": "M-DQN, bitseq k=8, transformer",
 }
+SOFTGFN_ALGO = {"tb": "tb", "db": "db", "subtb": "subtb", "soft_dqn": "soft_dqn",
+                "mdqn": "munchausen_dqn"}
 
 # One thread everywhere: BLAS/OpenMP pools, XLA's CPU client, rayon (softgfn).
 THREAD_ENV = {
@@ -46,7 +54,9 @@ THREAD_ENV = {
 
 def softgfn_args(task, iterations, seed, out):
     """`softgfn train` arguments for a task: the same settings as the Python drivers."""
-    algo, env = task.split("_")
+    algo, env = task.rsplit("_", 1)
+    balance = algo in ("tb", "db", "subtb")
+    algo = SOFTGFN_ALGO[algo]
     args = [
         "train", "--env", env, "--algo", algo, "--iterations", str(iterations),
         "--seed", str(seed), "--out", out, "--force", "--quiet", "--threads", "1",
@@ -56,10 +66,13 @@ def softgfn_args(task, iterations, seed, out):
         "--set", "algo.epsilon=0",
     ]
     if env == "hypergrid":
+        # SoftDQN and M-DQN keep softgfn's defaults (the paper's hypergrid settings: batch 256
+        # from a prioritized replay of 100,000 transitions, uniform backward policy).
         args += ["--set", "env.dim=4", "--set", "env.side=20", "--set", "env.reward=standard",
                  "--set", "algo.network=mlp", "--set", "algo.hidden_dim=256",
-                 "--set", "algo.hidden_layers=2", "--set", "algo.learning_rate=0.001",
-                 "--set", "algo.backward_policy=learned"]
+                 "--set", "algo.hidden_layers=2", "--set", "algo.learning_rate=0.001"]
+        if balance:
+            args += ["--set", "algo.backward_policy=learned"]
         if algo == "tb":
             args += ["--set", "algo.log_z_learning_rate=0.1"]
         if algo == "subtb":
@@ -76,9 +89,19 @@ def softgfn_args(task, iterations, seed, out):
                  "--set", "algo.transformer.attention_heads=8",
                  "--set", "algo.transformer.feedforward=64",
                  "--set", "algo.transformer.dropout=0",
-                 "--set", "algo.learning_rate=0.002", "--set", "algo.weight_decay=0.00001",
-                 "--set", "algo.log_z_learning_rate=0.064",
-                 "--set", "algo.backward_policy=uniform"]
+                 "--set", "algo.learning_rate=0.002", "--set", "algo.weight_decay=0.00001"]
+        if balance:
+            args += ["--set", "algo.log_z_learning_rate=0.064",
+                     "--set", "algo.backward_policy=uniform"]
+        else:
+            # suites/paper-bitseq.toml's Munchausen DQN, with dropout 0 as everywhere here.
+            args += ["--set", "algo.epsilon_final=0", "--set", "algo.per_alpha=0.9",
+                     "--set", "algo.per_beta=0.1", "--set", "algo.per_beta_final=0.1",
+                     "--set", "algo.per_apply_weights=true",
+                     "--set", "algo.per_new_priority=max", "--set", "algo.tau=1.0",
+                     "--set", "algo.target_update_interval=5",
+                     "--set", "algo.learning_starts=50", "--set", "algo.leaf_coef=2.0",
+                     "--set", "algo.munchausen_clip_min=-25.0"]
     return args
 
 
@@ -174,6 +197,14 @@ def markdown(report):
     ]
     if report["iterations"] < 2000:
         out += [f"**Smoke run with {report['iterations']} iterations: not a measurement.**", ""]
+    try:
+        load1 = float(report["load_at_start"].split()[0])
+    except (ValueError, IndexError):
+        load1 = None
+    if load1 is None or load1 > 0.5:
+        out += [f"**The machine was not idle at the start (load average "
+                f"{report['load_at_start'].split(' ')[0]}): these timings are not "
+                "measurements.**", ""]
     out += [
         "| task | softgfn ms/it | gfnx ms/it | torchgfn ms/it | softgfn vs gfnx | vs torchgfn |",
         "|---|---|---|---|---|---|",
@@ -297,6 +328,8 @@ def main():
 
     for task in tasks:
         for lib in libs:
+            if lib != "softgfn" and task in SOFTGFN_ONLY:
+                continue
             tag = f"{lib}-{task}"
             log = os.path.join(work, tag + ".log")
             result_path = os.path.join(work, tag + ".json")
@@ -353,15 +386,15 @@ def main():
     with open(os.path.join(args.out, "results.csv"), "w") as f:
         f.write(",".join(fields) + "\n")
         for task in tasks:
-            for lib in libs:
-                r = dict(report["results"][task][lib], task=task)
+            for lib, r in report["results"].get(task, {}).items():
+                r = dict(r, task=task)
                 f.write(",".join("" if r.get(k) is None else str(r.get(k)).replace(",", ";")
                                  for k in fields) + "\n")
     with open(os.path.join(args.out, "README.md"), "w") as f:
         f.write(markdown(report))
     print(f"report written to {args.out}")
-    failed = [f"{lib}-{t}" for t in tasks for lib in libs
-              if report["results"][t][lib]["status"] != "ok"]
+    failed = [f"{lib}-{t}" for t in tasks for lib, r in report["results"].get(t, {}).items()
+              if r["status"] != "ok"]
     if failed:
         sys.exit(f"failed runs: {', '.join(failed)}")
 

@@ -55,7 +55,9 @@ class BitseqTransformer(nn.Module):
             dropout=t["dropout"],
             batch_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=t["layers"], enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers=t["layers"], enable_nested_tensor=False
+        )
         self.words = nn.Linear(d, n_words)
         self.exit = nn.Linear(d, 1)
 
