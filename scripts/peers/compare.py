@@ -222,13 +222,22 @@ def markdown(report):
 
         out.append(f"| {TASK_LABELS[task]} | {fmt(m['softgfn'])} | {fmt(m['gfnx'])} | "
                    f"{fmt(m['torchgfn'])} | {speed(g)} | {speed(t)} |")
+    if report.get("baseline_softgfn"):
+        out += ["", f"softgfn against the baseline binary {report['baseline_softgfn']}, "
+                "timed in the same invocation:", "",
+                "| task | softgfn ms/it | baseline ms/it | speed-up |", "|---|---|---|---|"]
+        for task in report["tasks"]:
+            a = rows.get(task, {}).get("softgfn", {}).get("median_ms_per_iteration")
+            b = rows.get(task, {}).get("softgfn-baseline", {}).get("median_ms_per_iteration")
+            out.append(f"| {TASK_LABELS[task]} | {fmt(a)} | {fmt(b)} | "
+                       f"{fmt(ratio(a, b))}{'x' if a and b else ''} |")
     out += ["", "Milliseconds per iteration are medians over all iterations (an iteration = "
             "sampling 16 trajectories, the loss, its gradients and the Adam step; gfnx's JIT "
             "compile is done ahead of time and reported apart). Ratios are peer ms / softgfn ms.",
             "", "| task | library | exact L1 | peak RSS MB (process) | mean ms/it | "
             "compile s | wall s | status |", "|---|---|---|---|---|---|---|---|"]
     for task in report["tasks"]:
-        for lib in LIBRARIES:
+        for lib in LIBRARIES + ("softgfn-baseline",):
             r = rows.get(task, {}).get(lib)
             if r is None:
                 continue
@@ -271,6 +280,9 @@ def main():
     p.add_argument("--libraries", default=",".join(LIBRARIES))
     p.add_argument("--venv", default=os.path.join(ROOT, "target", "peers-venv"))
     p.add_argument("--softgfn", default=os.path.join(ROOT, "target", "release", "softgfn"))
+    p.add_argument("--baseline-softgfn", default=None, metavar="PATH",
+                   help="also time this softgfn binary (e.g. built from an earlier commit) on the "
+                   "same tasks, in the same invocation, as `softgfn-baseline`")
     p.add_argument("--out", default=None,
                    help="report directory (default: docs/results/peers with 2,000 or more "
                    "iterations, else target/peers-smoke)")
@@ -290,6 +302,10 @@ def main():
             sys.exit(f"unknown library {lib!r}; choose from {', '.join(LIBRARIES)}")
     if args.iterations < 1:
         sys.exit("--iterations must be >= 1")
+    if args.baseline_softgfn:
+        if not os.access(args.baseline_softgfn, os.X_OK):
+            sys.exit(f"--baseline-softgfn {args.baseline_softgfn!r} is not an executable file")
+        libs.append("softgfn-baseline")
     cpu = args.cpu if args.cpu is not None else (os.cpu_count() or 1) - 1
     if shutil.which("taskset") is None:
         sys.exit("taskset (util-linux) is needed to pin the runs to one core")
@@ -311,6 +327,9 @@ def main():
             " (dirty)" if capture(["git", "status", "--porcelain", "--untracked-files=no"])
             else ""),
         "softgfn_version": capture([args.softgfn, "--version"]),
+        "baseline_softgfn": (
+            f"{args.baseline_softgfn} ({capture([args.baseline_softgfn, '--version'])})"
+            if args.baseline_softgfn else None),
         "rustc": capture(["rustc", "-V"]),
         "versions": {},
         "results": {},
@@ -328,14 +347,15 @@ def main():
 
     for task in tasks:
         for lib in libs:
-            if lib != "softgfn" and task in SOFTGFN_ONLY:
+            if not lib.startswith("softgfn") and task in SOFTGFN_ONLY:
                 continue
             tag = f"{lib}-{task}"
             log = os.path.join(work, tag + ".log")
             result_path = os.path.join(work, tag + ".json")
-            if lib == "softgfn":
+            if lib.startswith("softgfn"):
                 run_dir = os.path.join(work, tag)
-                cmd = [args.softgfn] + softgfn_args(task, args.iterations, args.seed, run_dir)
+                binary = args.softgfn if lib == "softgfn" else args.baseline_softgfn
+                cmd = [binary] + softgfn_args(task, args.iterations, args.seed, run_dir)
                 if args.no_exact:
                     cmd += ["--set", "eval.exact=false"]
             else:
@@ -351,8 +371,9 @@ def main():
             try:
                 if code != 0:
                     raise RuntimeError(f"exit code {code}")
-                if lib == "softgfn":
+                if lib.startswith("softgfn"):
                     record.update(read_softgfn(run_dir))
+                    record["library"] = lib
                 else:
                     with open(result_path) as f:
                         record.update(json.load(f))
