@@ -9,6 +9,7 @@
 //! DIR/results.jsonl                  one record per evaluation of every finished cell (+ cell fields)
 //! DIR/cells/ENV/ALGO/sSEED/          a `softgfn train` run directory per cell:
 //!     request.toml  cell.json  config.toml  metrics.jsonl  metrics.csv  summary.json  stderr.log
+//!     tb/events.out.tfevents.*       with `--tensorboard`: the cell's TensorBoard scalars
 //! ```
 //!
 //! A cell is finished when its `summary.json` exists (the worker writes it last). `results.jsonl`
@@ -153,6 +154,8 @@ pub struct RunOptions {
     pub global_args: Vec<String>,
     /// Provenance to record.
     pub provenance: Provenance,
+    /// Pass `--tensorboard` to every worker (event files in each cell's `tb/`).
+    pub tensorboard: bool,
 }
 
 /// Receives runner progress.
@@ -401,6 +404,7 @@ fn spawn_cell(suite: &Suite, cell: &Cell, opts: &RunOptions) -> Result<Child> {
         .arg(dir.join(REQUEST_FILE))
         .arg("--out")
         .arg(&dir)
+        .args(opts.tensorboard.then_some("--tensorboard"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr))
