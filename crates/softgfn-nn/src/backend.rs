@@ -474,6 +474,28 @@ where
         Ok(())
     }
 
+    fn forward_dropout(
+        &self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError> {
+        self.check_input(input, rows)?;
+        out.resize(rows, &self.head_dims);
+        if rows == 0 {
+            return Ok(());
+        }
+        let masks = self.arch.dropout_masks(rows, rng);
+        let x = self.input_tensor(input, rows)?;
+        let heads = self
+            .arch
+            .run::<D, NoneTape>(&self.store, x, rows, &masks)
+            .map_err(backend_err)?;
+        Self::copy_heads(&heads, out);
+        Ok(())
+    }
+
     fn forward_train(
         &mut self,
         input: &[f32],

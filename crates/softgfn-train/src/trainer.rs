@@ -515,7 +515,7 @@ impl Trainer {
         let t0 = Instant::now();
         let n = self.algo.trajectories_per_iteration();
         let exploration = self.algo.exploration();
-        self.sampler.sample(
+        self.sampler.sample_training(
             self.env.as_ref(),
             self.algo.as_mut(),
             n,
