@@ -9,6 +9,7 @@
 //! DIR/results.jsonl                  one record per evaluation of every finished cell (+ cell fields)
 //! DIR/cells/ENV/ALGO/sSEED/          a `softgfn train` run directory per cell:
 //!     request.toml  cell.json  config.toml  metrics.jsonl  metrics.csv  summary.json  stderr.log
+//!     tb/events.out.tfevents.*       with `--tensorboard`: the cell's TensorBoard scalars
 //! ```
 //!
 //! A cell is finished when its `summary.json` exists (the worker writes it last). When the suite
@@ -157,6 +158,8 @@ pub struct RunOptions {
     pub global_args: Vec<String>,
     /// Provenance to record.
     pub provenance: Provenance,
+    /// Pass `--tensorboard` to every worker (event files in each cell's `tb/`).
+    pub tensorboard: bool,
 }
 
 /// Receives runner progress.
@@ -424,6 +427,7 @@ fn spawn_cell(suite: &Suite, cell: &Cell, opts: &RunOptions) -> Result<Child> {
     if let Some(every) = suite.checkpoint_every {
         cmd.arg("--checkpoint-every").arg(every.to_string());
     }
+    cmd.args(opts.tensorboard.then_some("--tensorboard"));
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())

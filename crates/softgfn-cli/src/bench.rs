@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// Delete an existing results directory first (only one that holds a suite).
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Every cell also writes TensorBoard scalars into its own `tb/` (view the whole suite with
+    /// `tensorboard --logdir OUT`: one run per cell).
+    #[arg(long)]
+    pub tensorboard: bool,
     /// Do not write the report when the run ends.
     #[arg(long)]
     pub no_report: bool,
@@ -143,6 +147,7 @@ pub fn bench(cmd: BenchCommand, global_args: Vec<String>) -> Result<()> {
                 exe: std::env::current_exe().context("cannot locate the softgfn executable")?,
                 global_args: args,
                 provenance: provenance(),
+                tensorboard: a.tensorboard,
             };
             let bar = (!a.quiet).then(|| {
                 let b = ProgressBar::new(0);

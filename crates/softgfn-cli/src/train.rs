@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// --iterations may change, to extend the budget).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "env", "algo", "set", "seed", "device", "out", "force"])]
     resume: Option<PathBuf>,
+    /// Also write every record as TensorBoard scalars into OUT/tb (`log.tensorboard = true`);
+    /// view with `tensorboard --logdir OUT`.
+    #[arg(long)]
+    tensorboard: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -103,6 +107,9 @@ fn build_table(args: &TrainArgs) -> Result<toml::Table> {
     }
     for kv in &args.set {
         apply_override(&mut table, kv)?;
+    }
+    if args.tensorboard {
+        apply_override(&mut table, "log.tensorboard=true")?;
     }
     Ok(table)
 }
@@ -168,7 +175,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .context("cannot configure the thread pool")?;
     let started = Instant::now();
     let (mut trainer, mut dir, out) = match &args.resume {
-        Some(run_dir) => resume(run_dir, args.iterations)?,
+        Some(run_dir) => resume(run_dir, args.iterations, args.tensorboard)?,
         None => {
             let table = build_table(&args)?;
             let (config, env) = resolve(table)?;
@@ -183,7 +190,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
             // Build (and so validate) everything before touching the output directory.
             let text = config.to_toml()?;
             let trainer = Trainer::new(config, env)?;
-            let dir = RunDir::create(&out, args.force)?;
+            let mut dir = RunDir::create(&out, args.force)?;
+            if trainer.config().log.tensorboard {
+                dir.enable_tensorboard()?;
+            }
             dir.write_file(CONFIG_FILE, text.as_bytes())?;
             (trainer, dir, out)
         }
@@ -226,7 +236,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
 }
 
 /// Rebuilds a run from its directory and its latest checkpoint.
-fn resume(run_dir: &Path, iterations: Option<u64>) -> Result<(Trainer, RunDir, PathBuf)> {
+fn resume(
+    run_dir: &Path,
+    iterations: Option<u64>,
+    tensorboard: bool,
+) -> Result<(Trainer, RunDir, PathBuf)> {
     let cfg_path = run_dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg_path).with_context(|| {
         format!(
@@ -238,12 +252,22 @@ fn resume(run_dir: &Path, iterations: Option<u64>) -> Result<(Trainer, RunDir, P
     if let Some(n) = iterations {
         apply_override(&mut table, &format!("iterations={n}"))?;
     }
+    if tensorboard {
+        apply_override(&mut table, "log.tensorboard=true")?;
+    }
     let (config, env) = resolve(table)?;
     let ck = softgfn_train::checkpoint::read(run_dir)?;
     let at = ck.manifest.iteration;
     let total = config.iterations;
     let mut trainer = Trainer::new(config, env)?;
     trainer.restore(ck)?;
+    // Opened before the run directory changes, so that a corrupt event file leaves it as it was.
+    let tb = trainer
+        .config()
+        .log
+        .tensorboard
+        .then(|| softgfn_train::tensorboard::EventWriter::for_run(run_dir))
+        .transpose()?;
     eprintln!(
         "resuming {} from iteration {at} (checkpoint in {}), training to {total}",
         run_dir.display(),
@@ -253,7 +277,10 @@ fn resume(run_dir: &Path, iterations: Option<u64>) -> Result<(Trainer, RunDir, P
     );
     // The run is unfinished again until it ends.
     let _ = std::fs::remove_file(run_dir.join(SUMMARY_FILE));
-    let dir = RunDir::reopen(run_dir, at)?;
+    let mut dir = RunDir::reopen(run_dir, at)?;
+    if let Some(w) = tb {
+        dir.attach_tensorboard(w);
+    }
     dir.write_file(CONFIG_FILE, trainer.config().to_toml()?.as_bytes())?;
     Ok((trainer, dir, run_dir.to_path_buf()))
 }

@@ -340,6 +340,7 @@ pub struct EvalArgs {
 
 /// Runs `softgfn eval`.
 pub fn eval(args: EvalArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let mut trained = load(&args.run, args.checkpoint)?;
     if let Some(n) = args.log_z_samples {
         trained.trainer().set_log_z_samples(n)?;
@@ -369,6 +370,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         ))
     };
     let record = trained.evaluate()?;
+    // The record's `wall_seconds` is the run's training time; this is eval's own.
+    let eval_seconds = started.elapsed().as_secs_f64();
     let json = serde_json::to_value(&record)?;
     let source = match trained.source() {
         Source::Final => "final parameters (model.safetensors)".to_string(),
@@ -385,10 +388,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             }
         }
     }
+    println!(
+        "  {:<18} {eval_seconds:.3} (this evaluation; wall_seconds is the run's training time)",
+        "eval_seconds"
+    );
     if let Some(p) = &args.out {
         let mut line = json;
         line["monitor"] = monitor.map(serde_json::Value::from).unwrap_or_default();
         line["source"] = source.into();
+        line["eval_seconds"] = eval_seconds.into();
         std::fs::write(p, format!("{line}\n"))
             .with_context(|| format!("cannot write the record to {}", p.display()))?;
     }

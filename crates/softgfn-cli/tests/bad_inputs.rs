@@ -289,6 +289,23 @@ fn table() -> Vec<Row> {
             "unknown field `intervl`, expected one of `interval`",
         ),
         row(
+            "typo_in_log_key",
+            train(&["--set", "log.tensorbord=true"]),
+            "bad configuration in [log]: unknown field `tensorbord`, expected `tensorboard`",
+        ),
+        row(
+            "integer_for_the_tensorboard_switch",
+            train(&["--set", "log.tensorboard=1"]),
+            "`log.tensorboard` must be a boolean (default false), found an integer",
+        ),
+        row(
+            "tensorboard_directory_taken_by_a_file",
+            train(&["--tensorboard"]),
+            "cannot create the TensorBoard directory out/tb",
+        )
+        .setup(|d, _| write(d, "out/tb", "a file where the event directory goes"))
+        .keep(&["out/tb"]),
+        row(
             "typo_in_env_key_of_config_file",
             with_config("run.toml"),
             "unknown field `dimm`",
@@ -1249,6 +1266,16 @@ fn table() -> Vec<Row> {
             bytes[0] ^= 0x55;
             std::fs::write(p, bytes).unwrap();
         }),
+        row(
+            "resume_with_a_corrupt_tensorboard_event_file",
+            resume(&["--iterations", "30", "--tensorboard"]),
+            "corrupt TensorBoard event file run/tb/events.out.tfevents.0000000001.softgfn: length CRC mismatch at byte 0",
+        )
+        .on_run(|d, t| {
+            run_copy(d, t);
+            write(d, "run/tb/events.out.tfevents.0000000001.softgfn", "garbage, not a record");
+        })
+        .keep(&["run/tb/events.out.tfevents.0000000001.softgfn"]),
         row(
             "resume_malformed_manifest",
             resume(&[]),

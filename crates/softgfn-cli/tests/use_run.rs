@@ -250,6 +250,8 @@ fn samples_of_a_trained_hypergrid_follow_the_policy() {
     .unwrap();
     for key in [
         "iteration",
+        "trajectories",
+        "wall_seconds",
         "log_z_true",
         "log_z_learned",
         "exact_l1",
@@ -265,6 +267,11 @@ fn samples_of_a_trained_hypergrid_follow_the_policy() {
         assert!(rec[key].is_number(), "{key}: {rec}");
     }
     assert!(rec["monitor"].is_null(), "the hypergrid has no monitor");
+    // The training time of the run, and eval's own time labelled apart.
+    assert!(last["wall_seconds"].as_f64().unwrap() > 0.0, "{last}");
+    let eval_seconds = rec["eval_seconds"].as_f64().unwrap();
+    assert!(eval_seconds > 0.0 && eval_seconds < 600.0, "{rec}");
+    assert!(printed.contains("eval_seconds"), "{printed}");
 }
 
 #[test]

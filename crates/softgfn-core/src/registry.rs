@@ -1,7 +1,8 @@
 //! The registry of environments: built-ins registered through `inventory`, and run-time
 //! registrations added by a plugin loader (`softgfn-plugin`'s host).
 //!
-//! A built-in environment crate registers itself with
+//! An environment crate registers itself with one line of `softgfn_plugin::environments!`,
+//! which expands (besides the plugin's C ABI under the crate's `dynamic` feature) to
 //!
 //! ```ignore
 //! softgfn_core::inventory::submit! {

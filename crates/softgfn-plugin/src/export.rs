@@ -63,6 +63,30 @@ impl PluginDef {
     }
 }
 
+/// The complete default parameters of an environment whose parameters are the config struct `C`:
+/// `C::default()` as JSON (the `default_params` that [`crate::environments!`] registers).
+pub fn default_params<C: Default + serde::Serialize>() -> serde_json::Value {
+    serde_json::to_value(C::default()).unwrap_or(serde_json::Value::Null)
+}
+
+/// Builds the environment `name` from (possibly partial) JSON parameters: they are parsed into
+/// its config struct `C` with [`softgfn_core::parse_params`] (missing keys take their defaults,
+/// an unknown or mistyped key is an error naming it) and handed to its constructor `new` (the
+/// `build` that [`crate::environments!`] registers).
+pub fn build_env<C, E, Er>(
+    name: &str,
+    params: &serde_json::Value,
+    new: impl FnOnce(C) -> Result<E, Er>,
+) -> softgfn_core::Result<Box<dyn Environment>>
+where
+    C: serde::de::DeserializeOwned,
+    E: Environment + 'static,
+    CoreError: From<Er>,
+{
+    let config: C = softgfn_core::parse_params(name, params)?;
+    Ok(Box::new(new(config)?))
+}
+
 const MAGIC: u64 = 0x736f_6674_6766_6e31; // "softgfn1"
 
 /// What an [`SgEnv`] handle points to.

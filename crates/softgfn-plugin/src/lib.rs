@@ -1,41 +1,34 @@
 //! # softgfn-plugin
 //!
 //! Run-time environment plugins for softgfn: write an [`Environment`](softgfn_core::Environment)
-//! in your own crate, export it with [`export_plugin!`], build the crate as a `cdylib`, and load
-//! it with `softgfn --plugin PATH` (or [`host::load`], feature `host`).
+//! in your own crate, declare it with [`environments!`], build the crate as a `cdylib` with its
+//! `dynamic` feature, and load it with `softgfn --plugin PATH` (or [`host::load`], feature
+//! `host`).
 //!
+//! - [`environments!`]: the one registration of a crate's environments: the static registry
+//!   entry (for binaries that link the crate) and, under the crate's `dynamic` feature, the C ABI
+//!   exports (for `softgfn --plugin`);
 //! - [`abi`]: the versioned C ABI ([`ABI_VERSION`]); only `repr(C)` data crosses;
 //! - [`Manifest`]: the JSON self-description of a plugin (name, version, the softgfn version it
 //!   was built against, its environments with summaries and default parameters);
-//! - [`export_plugin!`] and [`export`]: the plugin side; every entry point catches panics;
+//! - [`export_plugin!`] and [`export`]: the plugin side that [`environments!`] emits; every entry
+//!   point catches panics;
 //! - [`host`] (feature `host`): load a library, check the ABI version and the manifest, register
 //!   the environments in `softgfn_core`'s registry as `<plugin>/<env>` and `<env>`, and call
 //!   them through [`host::PluginEnv`].
 //!
-//! A plugin crate depends on `softgfn-core` and `softgfn-plugin` only:
+//! A plugin crate depends on `softgfn-core` and `softgfn-plugin`:
 //!
 //! ```toml
 //! [lib]
 //! crate-type = ["rlib", "cdylib"]
 //!
 //! [features]
-//! dynamic = ["dep:softgfn-plugin"]
+//! dynamic = []
 //! ```
 //!
 //! ```ignore
-//! #[cfg(feature = "dynamic")]
-//! softgfn_plugin::export_plugin! {
-//!     plugin: env!("CARGO_PKG_NAME"),
-//!     version: env!("CARGO_PKG_VERSION"),
-//!     environments: [
-//!         {
-//!             name: "sets",
-//!             summary: "subsets of {0..n-1} of size <= max_size, additive log-reward",
-//!             default_params: || serde_json::to_value(SetsConfig::default()).unwrap_or_default(),
-//!             build: |params| Ok(Box::new(Sets::from_params(params)?)),
-//!         },
-//!     ]
-//! }
+//! softgfn_plugin::environments!("sets" => Sets(SetsConfig): "subsets of {0..n-1}, additive log-reward");
 //! ```
 //!
 //! The exported symbols sit behind the plugin crate's `dynamic` feature so that several plugin
@@ -63,7 +56,60 @@ pub use serde_json;
 #[doc(hidden)]
 pub use softgfn_core;
 
-/// Exports environments as a softgfn plugin (the C ABI symbols of [`abi`]).
+/// Registers a crate's environments, once: the one line a plugin author writes.
+///
+/// ```ignore
+/// softgfn_plugin::environments!("sets" => Sets(SetsConfig): "subsets of {0..n-1}, additive log-reward");
+/// ```
+///
+/// Each entry is `"name" => Env(Config): "summary"`: the environment `Env` is built by
+/// `Env::new(config)` (returning `Result<Env, E>` with `softgfn_core::CoreError: From<E>`) from
+/// its parameters `Config` (`Default + Serialize + Deserialize`; the `[env]` keys of a run, parsed
+/// with [`softgfn_core::parse_params`], missing keys taking their defaults). Several
+/// environments are separated by commas. The macro emits
+///
+/// - always, a static registration of each environment (`softgfn_core::EnvRegistration` through
+///   `inventory`), so that a binary linking the crate knows it by `name`;
+/// - when the invoking crate is built with its own cargo feature `dynamic`, the C ABI of a
+///   run-time plugin named after the crate (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`), as
+///   [`export_plugin!`] writes it: build the crate (`crate-type = ["rlib", "cdylib"]`) with
+///   `--features dynamic` and load it with `softgfn --plugin PATH`.
+///
+/// The crate must declare the feature (`[features] dynamic = []`), and invoke the macro once,
+/// at most: a library has one plugin manifest. Without the feature, several crates using the
+/// macro link into one binary without clashing symbols.
+#[macro_export]
+macro_rules! environments {
+    ( $( $name:expr => $env:ident ( $config:ty ) : $summary:expr ),+ $(,)? ) => {
+        $(
+            $crate::softgfn_core::inventory::submit! {
+                $crate::softgfn_core::EnvRegistration {
+                    name: $name,
+                    summary: $summary,
+                    source: ::core::env!("CARGO_PKG_NAME"),
+                    default_params: $crate::export::default_params::<$config>,
+                    build: |params| $crate::export::build_env::<$config, _, _>($name, params, $env::new),
+                }
+            }
+        )+
+
+        #[cfg(feature = "dynamic")]
+        $crate::export_plugin! {
+            plugin: ::core::env!("CARGO_PKG_NAME"),
+            version: ::core::env!("CARGO_PKG_VERSION"),
+            environments: [ $( {
+                name: $name,
+                summary: $summary,
+                default_params: $crate::export::default_params::<$config>,
+                build: |params| $crate::export::build_env::<$config, _, _>($name, params, $env::new),
+            } ),+ ]
+        }
+    };
+}
+
+/// Exports environments as a softgfn plugin (the C ABI symbols of [`abi`]): the lower level of
+/// [`environments!`], which plugin crates use instead (it also registers the environments
+/// statically and takes the plugin's name and version from the crate).
 ///
 /// ```ignore
 /// #[cfg(feature = "dynamic")]

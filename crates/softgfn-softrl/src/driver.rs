@@ -280,20 +280,43 @@ impl<A: SoftRlAgent> ForwardPolicy for OffPolicy<A> {
 }
 
 impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {
-    /// The fixed `P_B` of the reduction (`uniform`, `tree`); a learned one (the naive mode) is
-    /// estimated with the uniform policy, a valid backward policy for the estimators.
+    /// The fixed `P_B` of the reduction (`uniform`, `tree`), or, in the naive learned mode, the
+    /// online network's backward head (masked log-softmax, evaluation mode): the `P_B` the
+    /// agent trains with.
     fn backward_log_probs(
         &mut self,
-        _features: &[f32],
+        features: &[f32],
         backward_masks: &[bool],
         rows: usize,
         out: &mut [f64],
     ) -> Result<()> {
-        if self.backward.is_learned() || rows == 0 {
-            return softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out);
-        }
+        // Checks the lengths of the masks and of `out`.
         softgfn_train::algorithm::uniform_backward_log_probs(backward_masks, rows, out)?;
+        if rows == 0 {
+            return Ok(());
+        }
         let nb = backward_masks.len() / rows;
+        if let Some(h) = self.backward.head() {
+            if features.is_empty() || !features.len().is_multiple_of(rows) {
+                return Err(softgfn_core::CoreError::BufferLength {
+                    what: format!("features of {rows} states"),
+                    expected: rows * (features.len() / rows).max(1),
+                    found: features.len(),
+                }
+                .into());
+            }
+            // The agent's forward pass takes a batch of transitions, [s; s']: the states twice
+            // (its target networks read the second half; only the online outputs are used).
+            self.feats.clear();
+            self.feats.extend_from_slice(features);
+            self.feats.extend_from_slice(features);
+            // Evaluation mode draws nothing from the generator.
+            let mut rng = softgfn_core::rng::stream(0, softgfn_core::rng::Stream::Init);
+            self.agent
+                .forward(&self.feats, rows, rows, false, &mut rng)?;
+            self.backward
+                .prepare(self.agent.online_outputs().head(h), 0, rows, backward_masks);
+        }
         for r in 0..rows {
             let mask = &backward_masks[r * nb..(r + 1) * nb];
             let row = &mut out[r * nb..(r + 1) * nb];

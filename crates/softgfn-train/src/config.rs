@@ -1,4 +1,4 @@
-//! Run configuration: one TOML document with `[env]`, `[algo]` and `[eval]` sections.
+//! Run configuration: one TOML document with `[env]`, `[algo]`, `[eval]` and `[log]` sections.
 //!
 //! ```toml
 //! seed = 1
@@ -18,6 +18,9 @@
 //!
 //! [eval]
 //! interval = 100
+//!
+//! [log]
+//! tensorboard = false
 //! ```
 //!
 //! A config is **resolved** before use: the environment's and the algorithm's defaults are filled
@@ -94,6 +97,18 @@ impl Default for EvalConfig {
     }
 }
 
+/// The `[log]` section: what a run writes besides its metrics files.
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `tensorboard` | false | also write every record as TensorBoard scalars into `RUN/tb/` ([`crate::tensorboard`]) | |
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Write TensorBoard event files.
+    pub tensorboard: bool,
+}
+
 /// A complete, resolved run configuration.
 ///
 /// | Name | Default | Meaning | Range |
@@ -120,6 +135,9 @@ pub struct RunConfig {
     pub algo: Box<dyn AlgorithmConfig>,
     /// Evaluation section.
     pub eval: EvalConfig,
+    /// Logging section (absent in configs written before it existed: the defaults).
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 impl RunConfig {
@@ -331,6 +349,7 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
     let mut env_t = section(&mut table, "env")?;
     let mut algo_t = section(&mut table, "algo")?;
     let eval_t = section(&mut table, "eval")?;
+    let mut log_t = section(&mut table, "log")?;
 
     // Environment: registered defaults, then the user's keys; the environment validates them.
     let env_name = take_name(&mut env_t, "env", DEFAULT_ENV)?;
@@ -381,6 +400,16 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
                 message: e.message().trim().to_string(),
             })?;
 
+    if let Ok(defaults) = toml::Table::try_from(LogConfig::default()) {
+        coerce_types(&defaults, &mut log_t, "log")?;
+    }
+    let log: LogConfig = toml::Value::Table(log_t)
+        .try_into()
+        .map_err(|e: toml::de::Error| TrainError::Config {
+            section: Some("log".into()),
+            message: e.message().trim().to_string(),
+        })?;
+
     let get_u64 = |t: &mut toml::Table, key: &str, default: u64| -> Result<u64> {
         match t.remove(key) {
             None => Ok(default),
@@ -417,7 +446,7 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
         return Err(TrainError::Config {
             section: None,
             message: format!(
-                "unknown top-level key `{k}`; expected one of `seed`, `iterations`, `max_seconds`, `device`, `env`, `algo`, `eval`"
+                "unknown top-level key `{k}`; expected one of `seed`, `iterations`, `max_seconds`, `device`, `env`, `algo`, `eval`, `log`"
             ),
         });
     }
@@ -429,6 +458,7 @@ pub fn resolve(mut table: toml::Table) -> Result<(RunConfig, Box<dyn Environment
         env: env_section,
         algo,
         eval,
+        log,
     };
     config.validate()?;
     Ok((config, env))

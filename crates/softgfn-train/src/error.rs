@@ -84,6 +84,15 @@ pub enum TrainError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A TensorBoard event file that does not read back: a CRC mismatch, a truncated record or
+    /// an undecodable event.
+    #[error("corrupt TensorBoard event file {path}: {message}")]
+    EventFile {
+        /// The event file.
+        path: String,
+        /// What is wrong and where (byte offset).
+        message: String,
+    },
     /// A file-system error, with the path involved.
     #[error("{action} {path}: {cause}")]
     Io {

@@ -9,7 +9,8 @@
 //!   typetag-tagged config and an `inventory` registry;
 //! - [`RunConfig`] and [`config::resolve`]: one TOML document per run, defaults filled in;
 //! - [`Trainer`]: the loop that samples, updates, evaluates (exact and empirical metrics) and
-//!   writes `metrics.jsonl` / `metrics.csv`;
+//!   writes `metrics.jsonl` / `metrics.csv` (and, with `[log] tensorboard`, TensorBoard event
+//!   files: [`tensorboard`]);
 //! - [`estimate`]: the sampled `log Z` estimators (ELBO, importance-weighted, EUBO) and
 //!   `log p(x)` of a trained policy.
 //!
@@ -28,6 +29,7 @@ pub mod record;
 pub mod replay;
 pub mod sampler;
 pub mod schedule;
+pub mod tensorboard;
 pub mod trained;
 pub mod trainer;
 
@@ -36,7 +38,7 @@ pub use algorithm::{
     UpdateStats, find_algorithm, registered_algorithms,
 };
 pub use backward::BackwardLogProbs;
-pub use config::{EnvSection, EvalConfig, RunConfig, apply_override, resolve};
+pub use config::{EnvSection, EvalConfig, LogConfig, RunConfig, apply_override, resolve};
 pub use error::{Result, TrainError};
 pub use objective::{ChainBatch, ChainGrads, Objective, ObjectiveNeeds};
 pub use record::{EvalRecord, RecordSink, RunDir};

@@ -1,5 +1,5 @@
 //! Evaluation records and the run directory (`config.toml`, `metrics.jsonl`, `metrics.csv`,
-//! `model.safetensors`, `summary.json`).
+//! `model.safetensors`, `summary.json`, and with `[log] tensorboard` the event files in `tb/`).
 //!
 //! Every record is appended as one complete line with a single write and flushed to disk, so a
 //! killed run keeps every record already written; whole files are written atomically (temporary
@@ -270,6 +270,8 @@ pub struct RunDir {
     csv: File,
     /// The environment metric columns of the CSV, once its header is written.
     csv_extra: Option<Vec<String>>,
+    /// The TensorBoard event file, when enabled.
+    tb: Option<crate::tensorboard::EventWriter>,
 }
 
 /// Name of the resolved config file in a run directory.
@@ -283,7 +285,8 @@ pub const SUMMARY_FILE: &str = "summary.json";
 
 impl RunDir {
     /// Creates `path` (and parents). A directory that already holds a run is an error unless
-    /// `overwrite`, in which case its metrics files are truncated.
+    /// `overwrite`, in which case its metrics files are truncated and its TensorBoard event
+    /// files deleted.
     pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| TrainError::io("cannot create the output directory", path, e))?;
@@ -307,11 +310,15 @@ impl RunDir {
         };
         let jsonl = open(&jsonl_path)?;
         let csv = open(&path.join(METRICS_CSV_FILE))?;
+        if overwrite {
+            crate::tensorboard::remove_event_files(&path.join(crate::tensorboard::TB_DIR))?;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             jsonl,
             csv,
             csv_extra: None,
+            tb: None,
         })
     }
 
@@ -355,7 +362,25 @@ impl RunDir {
             jsonl: open(&jsonl_path)?,
             csv: open(&csv_path)?,
             csv_extra,
+            tb: None,
         })
+    }
+
+    /// Also writes every record as TensorBoard scalars into a new event file under
+    /// `tb/` ([`crate::tensorboard`]); iterations that the directory's event files already hold
+    /// (a resumed run) are not written again.
+    ///
+    /// # Errors
+    /// The directory or file cannot be created, or an existing event file is corrupt.
+    pub fn enable_tensorboard(&mut self) -> Result<&Path> {
+        let w = crate::tensorboard::EventWriter::for_run(&self.path)?;
+        Ok(self.attach_tensorboard(w))
+    }
+
+    /// Writes every record also to `writer` (opened before with
+    /// [`crate::tensorboard::EventWriter::for_run`]); returns its file.
+    pub fn attach_tensorboard(&mut self, writer: crate::tensorboard::EventWriter) -> &Path {
+        self.tb.insert(writer).path()
     }
 
     /// The directory.
@@ -398,6 +423,9 @@ impl RecordSink for RunDir {
             .write_all(row.as_bytes())
             .and_then(|()| self.csv.sync_data())
             .map_err(|e| TrainError::io("cannot append to", &p, e))?;
+        if let Some(tb) = self.tb.as_mut() {
+            tb.write_record(record)?;
+        }
         Ok(())
     }
 }

@@ -143,12 +143,14 @@ impl Trained {
             .algorithm_mut()
             .load(dir)
             .map_err(|e| not_a_run(dir, format!("cannot read its trained parameters: {e}")))?;
-        // The iteration and trajectory counts of the record the trainer wrote last.
+        // The iteration, trajectory count and training time of the record the trainer wrote
+        // last.
         let last = read_metrics(&dir.join(METRICS_FILE))
             .ok()
             .and_then(|r| r.last().cloned());
         if let Some(l) = last {
             trainer.set_counters(l.iteration, l.trajectories);
+            trainer.set_train_seconds(l.wall_seconds);
         }
         Ok(Self::new(dir, Source::Final, trainer))
     }

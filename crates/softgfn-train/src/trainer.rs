@@ -270,6 +270,8 @@ fn config_without_budget(text: &str) -> Result<toml::Table> {
         message: format!("cannot parse a saved config: {e}"),
     })?;
     t.remove("iterations");
+    // What a run logs may change on resume (e.g. TensorBoard files turned on).
+    t.remove("log");
     // Keys added to `[eval]` after a run was written take their defaults, so that its
     // checkpoint still resumes.
     if let Some(toml::Value::Table(eval)) = t.get_mut("eval") {
@@ -439,6 +441,12 @@ impl Trainer {
     pub fn set_counters(&mut self, iteration: u64, trajectories: u64) {
         self.iteration = iteration;
         self.trajectories_seen = trajectories;
+    }
+
+    /// Sets the training seconds the next record reports as `wall_seconds` (a model loaded
+    /// from a run directory reports those of the run's last record).
+    pub fn set_train_seconds(&mut self, seconds: f64) {
+        self.train_seconds = seconds;
     }
 
     /// The environment and, mutably, the algorithm (sampling from a loaded policy).

@@ -81,32 +81,6 @@ pub const NAME: &str = "bitseq";
 
 const SUMMARY: &str = "Non-autoregressive bit strings: n bits in n/k words written into any empty slot; log R = -beta * min Hamming distance to a seeded mode set";
 
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: NAME,
-        summary: SUMMARY,
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || {
-            serde_json::to_value(BitseqConfig::default()).unwrap_or(serde_json::Value::Null)
-        },
-        build: |params| Ok(Box::new(Bitseq::from_params(params)?)),
-    }
-}
-
-// The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
-// dynamic`: `softgfn --plugin libsoftgfn_bitseq.so --env softgfn-bitseq/bitseq`.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: NAME,
-            summary: SUMMARY,
-            default_params: || {
-                serde_json::to_value(BitseqConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(Bitseq::from_params(params)?)),
-        },
-    ]
-}
+// The environment, registered for binaries that link this crate and, built with `--features
+// dynamic`, exported as a run-time plugin (`softgfn --plugin`).
+softgfn_plugin::environments!(NAME => Bitseq(BitseqConfig): SUMMARY);

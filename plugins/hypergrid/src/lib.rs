@@ -476,17 +476,9 @@ impl Enumerable for Hypergrid {
     }
 }
 
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: "hypergrid",
-        summary: "D-dimensional grid of side H; exit at every state; standard/hard/custom rewards",
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || {
-            serde_json::to_value(HypergridConfig::default()).unwrap_or(serde_json::Value::Null)
-        },
-        build: |params| Ok(Box::new(Hypergrid::from_params(params)?)),
-    }
-}
+// The environment, registered for binaries that link this crate and, built with `--features
+// dynamic`, exported as a run-time plugin (`softgfn --plugin`).
+softgfn_plugin::environments!("hypergrid" => Hypergrid(HypergridConfig): "D-dimensional grid of side H; exit at every state; standard/hard/custom rewards");
 
 #[cfg(test)]
 mod tests {
@@ -622,22 +614,4 @@ mod tests {
                 .contains("unknown field `dims`")
         );
     }
-}
-
-// The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
-// dynamic`: `softgfn --plugin libsoftgfn_hypergrid.so --env softgfn-hypergrid/hypergrid`.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: "hypergrid",
-            summary: "D-dimensional grid of side H; exit at every state; standard/hard/custom rewards",
-            default_params: || {
-                serde_json::to_value(HypergridConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(Hypergrid::from_params(params)?)),
-        },
-    ]
 }

@@ -90,52 +90,9 @@ pub use seh::{SEH_PROXY_MAX, SehStr, SehStrConfig, default_reward, shipped_trees
 pub use stats::{SEH_MODE_PERCENTILE, STATS_FORMAT, SehStats};
 pub use trees::TreeEnsemble;
 
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: "qm9str",
-        summary: "QM9 molecule strings (11 blocks, length 5) on a prepend/append DAG; tabulated proxy reward",
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || {
-            serde_json::to_value(Qm9StrConfig::default()).unwrap_or(serde_json::Value::Null)
-        },
-        build: |params| Ok(Box::new(Qm9Str::from_params(params)?)),
-    }
-}
-
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: "sehstr",
-        summary: "sEH molecule strings (18 blocks, length 6) on a prepend/append DAG; tree-ensemble proxy reward",
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || {
-            serde_json::to_value(SehStrConfig::default()).unwrap_or(serde_json::Value::Null)
-        },
-        build: |params| Ok(Box::new(SehStr::from_params(params)?)),
-    }
-}
-
-// The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
-// dynamic`: `softgfn --plugin libsoftgfn_molstr.so --env softgfn-molstr/qm9str`.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: "qm9str",
-            summary: "QM9 molecule strings (11 blocks, length 5) on a prepend/append DAG; tabulated proxy reward",
-            default_params: || {
-                serde_json::to_value(Qm9StrConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(Qm9Str::from_params(params)?)),
-        },
-        {
-            name: "sehstr",
-            summary: "sEH molecule strings (18 blocks, length 6) on a prepend/append DAG; tree-ensemble proxy reward",
-            default_params: || {
-                serde_json::to_value(SehStrConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(SehStr::from_params(params)?)),
-        },
-    ]
-}
+// The environments, registered for binaries that link this crate and, built with `--features
+// dynamic`, exported as a run-time plugin (`softgfn --plugin`).
+softgfn_plugin::environments!(
+    "qm9str" => Qm9Str(Qm9StrConfig): "QM9 molecule strings (11 blocks, length 5) on a prepend/append DAG; tabulated proxy reward",
+    "sehstr" => SehStr(SehStrConfig): "sEH molecule strings (18 blocks, length 6) on a prepend/append DAG; tree-ensemble proxy reward",
+);

@@ -109,33 +109,6 @@ impl Sehfrag {
     }
 }
 
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: NAME,
-        summary: SUMMARY,
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || {
-            serde_json::to_value(SehfragConfig::default()).unwrap_or(serde_json::Value::Null)
-        },
-        build: |params| Ok(Box::new(Sehfrag::from_params(params)?)),
-    }
-}
-
-// The plugin C ABI (softgfn-plugin), exported only from the cdylib built with `--features
-// dynamic`: `softgfn --plugin libsoftgfn_sehfrag.so --env softgfn-sehfrag/sehfrag`. The ABI
-// carries the state equivalence and the readable form (version 2), not the monitor.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: NAME,
-            summary: SUMMARY,
-            default_params: || {
-                serde_json::to_value(SehfragConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(Sehfrag::from_params(params)?)),
-        },
-    ]
-}
+// The environment, registered for binaries that link this crate and, built with `--features
+// dynamic`, exported as a run-time plugin (`softgfn --plugin`).
+softgfn_plugin::environments!(NAME => Sehfrag(SehfragConfig): SUMMARY);

@@ -519,29 +519,6 @@ impl Enumerable for Sets {
     }
 }
 
-softgfn_core::inventory::submit! {
-    softgfn_core::EnvRegistration {
-        name: "sets",
-        summary: "subsets of {0..n-1} of size <= max_size built element by element; additive log-reward",
-        source: env!("CARGO_PKG_NAME"),
-        default_params: || serde_json::to_value(SetsConfig::default()).unwrap_or(serde_json::Value::Null),
-        build: |params| Ok(Box::new(Sets::from_params(params)?)),
-    }
-}
-
-// The plugin C ABI, exported only from the cdylib built with `--features dynamic`.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: "sets",
-            summary: "subsets of {0..n-1} of size <= max_size built element by element; additive log-reward",
-            default_params: || {
-                serde_json::to_value(SetsConfig::default()).unwrap_or(serde_json::Value::Null)
-            },
-            build: |params| Ok(Box::new(Sets::from_params(params)?)),
-        },
-    ]
-}
+// The environment, registered for binaries that link this crate and, built with `--features
+// dynamic`, exported as a run-time plugin (`softgfn --plugin`).
+softgfn_plugin::environments!("sets" => Sets(SetsConfig): "subsets of {0..n-1} of size <= max_size built element by element; additive log-reward");

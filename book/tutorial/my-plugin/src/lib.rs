@@ -257,20 +257,7 @@ impl Readable for Words {
 // ANCHOR_END: readable
 
 // ANCHOR: export
-// The plugin's C ABI, exported only from the library built with `--features dynamic`.
-#[cfg(feature = "dynamic")]
-softgfn_plugin::export_plugin! {
-    plugin: env!("CARGO_PKG_NAME"),
-    version: env!("CARGO_PKG_VERSION"),
-    environments: [
-        {
-            name: "words",
-            summary: "words over {a, b} of length <= max_len built by appending letters; log R = a #a + b #b",
-            default_params: || serde_json::to_value(WordsConfig::default()).unwrap_or_default(),
-            build: |params| Ok(Box::new(Words::from_params(params)?)),
-        },
-    ]
-}
+softgfn_plugin::environments!("words" => Words(WordsConfig): "words over {a, b} of length <= max_len built by appending letters; log R = a #a + b #b");
 // ANCHOR_END: export
 
 // ANCHOR: test
