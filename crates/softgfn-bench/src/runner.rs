@@ -12,7 +12,10 @@
 //!     tb/events.out.tfevents.*       with `--tensorboard`: the cell's TensorBoard scalars
 //! ```
 //!
-//! A cell is finished when its `summary.json` exists (the worker writes it last). `results.jsonl`
+//! A cell is finished when its `summary.json` exists (the worker writes it last). When the suite
+//! sets `checkpoint_every`, every worker writes full-state checkpoints into its cell directory,
+//! and a resumed run continues an unfinished cell from its latest checkpoint (`softgfn train
+//! --resume`) instead of rerunning it from zero. `results.jsonl`
 //! is appended after each finished cell and rewritten in canonical order at the end of a run, so
 //! a kill between the two never leaves duplicates behind.
 
@@ -24,7 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use softgfn_train::EvalRecord;
-use softgfn_train::record::{METRICS_FILE, SUMMARY_FILE, read_metrics, write_atomic};
+use softgfn_train::checkpoint::CHECKPOINT_DIR;
+use softgfn_train::record::{CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_metrics, write_atomic};
 
 use crate::error::{BenchError, Result};
 use crate::suite::{Cell, Shard, Suite};
@@ -180,6 +184,15 @@ pub struct RunSummary {
 /// Whether a cell directory holds a finished run.
 pub fn cell_finished(dir: &Path) -> bool {
     dir.join(SUMMARY_FILE).is_file()
+}
+
+/// Whether an unfinished cell directory holds a run that can continue from a checkpoint: its
+/// resolved config and a complete checkpoint (`checkpoint/`, or `checkpoint.old/` when a kill
+/// interrupted the swap).
+pub fn cell_resumable(dir: &Path) -> bool {
+    let manifest = |d: String| dir.join(d).join("manifest.json").is_file();
+    dir.join(CONFIG_FILE).is_file()
+        && (manifest(CHECKPOINT_DIR.to_string()) || manifest(format!("{CHECKPOINT_DIR}.old")))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -387,24 +400,35 @@ fn spawn_cell(suite: &Suite, cell: &Cell, opts: &RunOptions) -> Result<Child> {
     )?;
     // A stale summary from an interrupted run must not mark the cell finished.
     let _ = std::fs::remove_file(dir.join(SUMMARY_FILE));
+    // Continue from the latest checkpoint when resuming a cell that wrote one; otherwise start
+    // the cell from zero (overwriting whatever an interrupted run left).
+    let continue_cell = opts.resume && cell_resumable(&dir);
     let stderr_path = dir.join("stderr.log");
-    let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| BenchError::io("cannot create", &stderr_path, e))?;
-    let child = Command::new(&opts.exe)
-        .args(&opts.global_args)
-        .args([
-            "train",
-            "--quiet",
-            "--force",
-            "--exit-with-parent",
-            "--threads",
-            "1",
-            "--config",
-        ])
-        .arg(dir.join(REQUEST_FILE))
-        .arg("--out")
-        .arg(&dir)
-        .args(opts.tensorboard.then_some("--tensorboard"))
+    let stderr = if continue_cell {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+    } else {
+        std::fs::File::create(&stderr_path)
+    }
+    .map_err(|e| BenchError::io("cannot create", &stderr_path, e))?;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.args(&opts.global_args)
+        .args(["train", "--quiet", "--exit-with-parent", "--threads", "1"]);
+    if continue_cell {
+        cmd.arg("--resume").arg(&dir);
+    } else {
+        cmd.args(["--force", "--config"])
+            .arg(dir.join(REQUEST_FILE))
+            .arg("--out")
+            .arg(&dir);
+    }
+    if let Some(every) = suite.checkpoint_every {
+        cmd.arg("--checkpoint-every").arg(every.to_string());
+    }
+    cmd.args(opts.tensorboard.then_some("--tensorboard"));
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr))

@@ -7,6 +7,7 @@
 //! eval_interval = 100
 //! targets = ["exact_l1 <= 0.1", "exact_kl <= 0.5"]
 //! plugins = []                  # run-time plugin libraries the cells load
+//! checkpoint_every = 1000       # optional: full-state checkpoints, so --resume continues a cell
 //!
 //! [[env]]
 //! name = "hypergrid"
@@ -156,6 +157,11 @@ pub struct Suite {
     /// Device of every cell.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Iterations between full-state checkpoints of every cell (none when absent). With
+    /// checkpoints, `bench run --resume` continues an unfinished cell from its latest checkpoint
+    /// (bitwise the same results as an uninterrupted run) instead of rerunning it from zero.
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
     /// Environments.
     #[serde(rename = "env")]
     pub envs: Vec<SuiteEnv>,
@@ -284,6 +290,11 @@ impl Suite {
         }
         if self.eval_interval == 0 {
             return Err(BenchError::Suite("`eval_interval` must be >= 1".into()));
+        }
+        if self.checkpoint_every == Some(0) {
+            return Err(BenchError::Suite(
+                "`checkpoint_every` must be >= 1 (or absent for no checkpoints)".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for e in &self.envs {

@@ -155,3 +155,84 @@ fn shards_merge_to_the_unsharded_results() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(metric_columns(&merged), metric_columns(&full));
 }
+
+/// Iteration of the latest checkpoint of a cell directory (0 when it has none yet).
+fn checkpoint_iteration(cell: &Path) -> u64 {
+    std::fs::read_to_string(cell.join("checkpoint/manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["iteration"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_cell_continues_from_its_checkpoint() {
+    const SUITE: &str = r#"
+name = "one-long-cell"
+seeds = [3]
+iterations = 2000
+eval_interval = 100
+checkpoint_every = 100
+
+[[env]]
+name = "hypergrid"
+label = "g"
+set = { dim = 2, side = 8 }
+
+[[algo]]
+name = "tb"
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("suite.toml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let full = tmp.path().join("full");
+    run(&suite, &full, &[]);
+    let expected = metric_columns(&full);
+    assert_eq!(expected.len(), 21, "records at 0, 100, ..., 2000");
+
+    // Kill the runner (SIGKILL) in the middle of its only cell, once it has checkpointed
+    // iteration 300 or later; the worker stops by itself when its runner is gone.
+    let killed = tmp.path().join("killed");
+    let cell = killed.join("cells/g/tb/s3");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_softgfn"))
+        .args([
+            "bench",
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "--quiet",
+            "--no-report",
+        ])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while checkpoint_iteration(&cell) < 300 && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(600));
+    let at = checkpoint_iteration(&cell);
+    assert!(at >= 300, "no checkpoint at 300 or later (latest: {at})");
+    assert!(
+        !cell.join("summary.json").exists(),
+        "the cell finished before the kill; the test needs a longer cell"
+    );
+    assert!(at < 2000);
+
+    run(&suite, &killed, &["--resume"]);
+    let log = std::fs::read_to_string(cell.join("stderr.log")).unwrap();
+    let start: u64 = log
+        .split("from iteration ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the cell was not continued from a checkpoint: {log}"));
+    assert!(start >= 300, "continued from iteration {start}");
+    assert_eq!(
+        metric_columns(&killed),
+        expected,
+        "the continued cell differs from the uninterrupted one"
+    );
+}

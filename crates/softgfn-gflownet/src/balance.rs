@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
-use softgfn_core::{BackwardPolicyKind, Environment};
+use softgfn_core::{BackwardPolicyKind, Environment, Rng};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
 use softgfn_train::algorithm::{
     check, decode_state, encode_state, initial_inputs, model_tensors, restore_model,
@@ -79,6 +79,8 @@ pub struct BalanceAlgorithm {
     head_flow: Option<usize>,
     scalar_log_z: Option<usize>,
     exploration: Exploration,
+    /// Sample training trajectories with train-mode dropout (`algo.transformer.sampling_dropout`).
+    sampling_dropout: bool,
     trajectories_per_iteration: usize,
     num_actions: usize,
     num_backward_actions: usize,
@@ -154,6 +156,7 @@ impl BalanceAlgorithm {
             head_flow,
             scalar_log_z,
             exploration: setup.exploration,
+            sampling_dropout: setup.network.sampling_dropout(),
             trajectories_per_iteration: setup.trajectories_per_iteration,
             num_actions: spec.num_actions,
             num_backward_actions: spec.num_backward_actions,
@@ -182,6 +185,22 @@ impl BalanceAlgorithm {
 impl ForwardPolicy for BalanceAlgorithm {
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         self.model.forward(features, rows, &mut self.out)?;
+        out.copy_from_slice(&self.out.head(0)[..rows * self.num_actions]);
+        Ok(())
+    }
+
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        if !self.sampling_dropout {
+            return self.policy_logits(features, rows, out);
+        }
+        self.model
+            .forward_dropout(features, rows, &mut self.out, rng)?;
         out.copy_from_slice(&self.out.head(0)[..rows * self.num_actions]);
         Ok(())
     }

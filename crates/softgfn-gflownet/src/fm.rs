@@ -41,8 +41,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use softgfn_core::Environment;
 use softgfn_core::math::{log_add_exp, logsumexp};
+use softgfn_core::{Environment, Rng};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs};
 use softgfn_train::algorithm::{
     check, decode_state, encode_state, initial_inputs, model_tensors, restore_model,
@@ -226,6 +226,8 @@ pub struct FlowMatchingAlgorithm {
     model: Model,
     objective: FlowMatching,
     exploration: Exploration,
+    /// Sample training trajectories with train-mode dropout (`algo.transformer.sampling_dropout`).
+    sampling_dropout: bool,
     trajectories_per_iteration: usize,
     num_actions: usize,
     // Scratch, reused between updates.
@@ -265,14 +267,15 @@ impl FlowMatchingAlgorithm {
             },
             group_learning_rates: vec![],
         };
+        let network = NetworkChoice {
+            kind: cfg.network,
+            hidden_dim: cfg.hidden_dim,
+            hidden_layers: cfg.hidden_layers,
+            transformer: &cfg.transformer,
+        };
         let model = build_model(
             "fm",
-            &NetworkChoice {
-                kind: cfg.network,
-                hidden_dim: cfg.hidden_dim,
-                hidden_layers: cfg.hidden_layers,
-                transformer: &cfg.transformer,
-            },
+            &network,
             ctx.env,
             vec![HeadSpec::forward_actions("log_edge_flow", spec.num_actions)],
             vec![],
@@ -290,6 +293,7 @@ impl FlowMatchingAlgorithm {
                 epsilon: cfg.epsilon,
                 temperature: cfg.temperature,
             },
+            sampling_dropout: network.sampling_dropout(),
             trajectories_per_iteration: cfg.trajectories_per_iteration,
             num_actions: spec.num_actions,
             features: Vec::new(),
@@ -442,6 +446,22 @@ fn scatter(
 impl ForwardPolicy for FlowMatchingAlgorithm {
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         self.model.forward(features, rows, &mut self.out)?;
+        out.copy_from_slice(&self.out.head(0)[..rows * self.num_actions]);
+        Ok(())
+    }
+
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        if !self.sampling_dropout {
+            return self.policy_logits(features, rows, out);
+        }
+        self.model
+            .forward_dropout(features, rows, &mut self.out, rng)?;
         out.copy_from_slice(&self.out.head(0)[..rows * self.num_actions]);
         Ok(())
     }

@@ -51,11 +51,22 @@ impl Arch {
         }
     }
 
-    /// The network on any tape: one output matrix per head (`rows x dim`).
+    /// Token ids of an input whose every token is one-hot (only the transformer embeds tokens;
+    /// `None` for other architectures and other inputs).
+    fn token_ids(&self, input: &[f32], rows: usize) -> Option<Vec<usize>> {
+        match self {
+            Arch::Transformer(a) => a.token_ids(input, rows),
+            Arch::Mlp(_) | Arch::Graph(_) => None,
+        }
+    }
+
+    /// The network on any tape: one output matrix per head (`rows x dim`). With `tokens`, `x`
+    /// only carries the tape and the transformer gathers the embedding rows of the ids.
     fn run<D: NetDevice, T>(
         &self,
         store: &ParamStore<D>,
         x: Matrix<D, T>,
+        tokens: Option<&[usize]>,
         rows: usize,
         masks: &[Vec<f32>],
     ) -> Result<Vec<Matrix<D, T>>, D::Err>
@@ -64,7 +75,7 @@ impl Arch {
     {
         match self {
             Arch::Mlp(a) => a.run(store, x, rows),
-            Arch::Transformer(a) => a.run(store, x, rows, masks),
+            Arch::Transformer(a) => a.run(store, x, tokens, rows, masks),
             Arch::Graph(a) => a.run(store, x, rows),
         }
     }
@@ -177,12 +188,22 @@ mod graph_slot {
     }
 }
 
+/// A network input on the device: the feature matrix, or, when every token of a transformer's
+/// input is one-hot, the token ids (and a `1 x 1` placeholder matrix that carries the tape), so
+/// that the embedding is a gather of rows instead of a product with a one-hot matrix. Both give
+/// the same embeddings: a one-hot row times the embedding matrix adds exact zeros to one row.
+#[derive(Clone)]
+struct NetInput<D: NetDevice> {
+    x: Matrix<D>,
+    tokens: Option<Vec<usize>>,
+}
+
 /// What `backward` needs from the latest `forward_train`.
 struct PendingForward<D: NetDevice> {
     token: u64,
     rows: usize,
     /// The input, for re-recording the graph when the parked one is unavailable.
-    input: Option<Matrix<D>>,
+    input: Option<NetInput<D>>,
     /// The dropout masks of the forward, for the same reason.
     masks: DropoutMasks,
 }
@@ -354,20 +375,37 @@ impl<D: NetDevice> NetBackend<D> {
         Ok(())
     }
 
-    fn input_tensor(&self, input: &[f32], rows: usize) -> Result<Matrix<D>, NnError> {
-        self.dev
-            .try_tensor_from_vec(input.to_vec(), (rows, self.input_dim))
-            .map_err(backend_err)
+    fn input_tensor(&self, input: &[f32], rows: usize) -> Result<NetInput<D>, NnError> {
+        let tokens = self.arch.token_ids(input, rows);
+        let x = match tokens {
+            Some(_) => self.dev.try_tensor_from_vec(vec![0.0], (1, 1)),
+            None => self
+                .dev
+                .try_tensor_from_vec(input.to_vec(), (rows, self.input_dim)),
+        }
+        .map_err(backend_err)?;
+        Ok(NetInput { x, tokens })
     }
 
-    /// Records the taped forward of `x`.
-    fn record(&self, x: Matrix<D>, rows: usize, masks: &[Vec<f32>]) -> Result<Graph<D>, D::Err> {
+    /// Records the taped forward of `input`.
+    fn record(
+        &self,
+        input: NetInput<D>,
+        rows: usize,
+        masks: &[Vec<f32>],
+    ) -> Result<Graph<D>, D::Err> {
         let mut grads = Gradients::leaky();
         // Allocate every network parameter's gradient up front so that `get` always finds it.
         for k in 0..self.num_net {
             grads.try_alloc_for(self.store.value(k))?;
         }
-        let heads = self.arch.run(&self.store, x.traced(grads), rows, masks)?;
+        let heads = self.arch.run(
+            &self.store,
+            input.x.traced(grads),
+            input.tokens.as_deref(),
+            rows,
+            masks,
+        )?;
         Ok(Graph { heads })
     }
 
@@ -468,7 +506,29 @@ where
         let x = self.input_tensor(input, rows)?;
         let heads = self
             .arch
-            .run::<D, NoneTape>(&self.store, x, rows, &[])
+            .run::<D, NoneTape>(&self.store, x.x, x.tokens.as_deref(), rows, &[])
+            .map_err(backend_err)?;
+        Self::copy_heads(&heads, out);
+        Ok(())
+    }
+
+    fn forward_dropout(
+        &self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError> {
+        self.check_input(input, rows)?;
+        out.resize(rows, &self.head_dims);
+        if rows == 0 {
+            return Ok(());
+        }
+        let masks = self.arch.dropout_masks(rows, rng);
+        let x = self.input_tensor(input, rows)?;
+        let heads = self
+            .arch
+            .run::<D, NoneTape>(&self.store, x.x, x.tokens.as_deref(), rows, &masks)
             .map_err(backend_err)?;
         Self::copy_heads(&heads, out);
         Ok(())

@@ -20,6 +20,13 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn device(&self) -> Device;
     fn head_dims(&self) -> &[usize];
     fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError>;
+    fn forward_dropout(
+        &self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError>;
     fn forward_train(
         &mut self,
         input: &[f32],
@@ -158,6 +165,24 @@ impl Model {
     /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
     pub fn forward(&self, input: &[f32], rows: usize, out: &mut Outputs) -> Result<(), NnError> {
         self.backend.forward(input, rows, out)
+    }
+
+    /// Inference forward (no tape) in training mode: like [`forward`](Model::forward) but with
+    /// dropout masks drawn from `rng` as [`forward_train`](Model::forward_train) draws them (the
+    /// same draws for the same `rng` state). Architectures without dropout, and a transformer
+    /// with dropout 0, draw nothing and give exactly [`forward`](Model::forward)'s outputs.
+    /// Used to sample training trajectories with train-mode dropout.
+    ///
+    /// # Errors
+    /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
+    pub fn forward_dropout(
+        &self,
+        input: &[f32],
+        rows: usize,
+        out: &mut Outputs,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), NnError> {
+        self.backend.forward_dropout(input, rows, out, rng)
     }
 
     /// Training forward: like [`forward`](Model::forward) but records the tape; must be followed

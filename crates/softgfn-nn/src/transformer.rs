@@ -6,8 +6,10 @@
 //! operands.
 
 use dfdx::shapes::{Axes4, Axis, HasShape};
-use dfdx::tensor::{Merge, NoneTape, Tape, Tensor};
-use dfdx::tensor_ops::{BroadcastTo, PermuteTo, ReshapeTo, SelectTo, TryAdd, TryMatMul, TryMul};
+use dfdx::tensor::{Merge, NoneTape, PutTape, SplitTape, Tape, Tensor};
+use dfdx::tensor_ops::{
+    BroadcastTo, GatherTo, PermuteTo, ReshapeTo, SelectTo, TryAdd, TryMatMul, TryMul,
+};
 use rand::distributions::{Distribution, Uniform};
 
 use crate::backend::{
@@ -323,11 +325,36 @@ impl TransformerArch {
         masks
     }
 
-    /// The encoder and the readouts; `masks` empty means evaluation mode.
+    /// The id of every token of `rows` input rows when each token's feature block is one-hot
+    /// (exactly one `1.0`, all others `0.0`), in row-major token order; `None` otherwise.
+    pub(crate) fn token_ids(&self, input: &[f32], rows: usize) -> Option<Vec<usize>> {
+        let tf = self.token_features;
+        if input.len() != rows * self.tokens * tf {
+            return None;
+        }
+        let mut ids = Vec::with_capacity(rows * self.tokens);
+        for block in input.chunks_exact(tf) {
+            let mut id = None;
+            for (j, &v) in block.iter().enumerate() {
+                if v == 1.0 && id.is_none() {
+                    id = Some(j);
+                } else if v != 0.0 {
+                    return None;
+                }
+            }
+            ids.push(id?);
+        }
+        Some(ids)
+    }
+
+    /// The encoder and the readouts; `masks` empty means evaluation mode. With `tokens` (the
+    /// ids of one-hot tokens, see [`token_ids`](Self::token_ids)), `x` only carries the tape and
+    /// the embedding gathers rows of the embedding matrix.
     pub(crate) fn run<D: NetDevice, T>(
         &self,
         store: &ParamStore<D>,
         x: Matrix<D, T>,
+        tokens: Option<&[usize]>,
         rows: usize,
         masks: &[Vec<f32>],
     ) -> Result<Vec<Matrix<D, T>>, D::Err>
@@ -339,14 +366,29 @@ impl TransformerArch {
         let n = rows * t;
         let mut next_mask = 0usize;
         let dev = x.device().clone();
-        // Token embedding: each token's feature block times the embedding matrix.
-        let embed = store
-            .value(self.embed)
-            .clone()
-            .try_reshape_like(&(self.token_features, d))?;
-        let x = x
-            .try_reshape_like(&(n, self.token_features))?
-            .try_matmul(embed)?;
+        // Token embedding: each token's feature block times the embedding matrix, or for one-hot
+        // tokens the same rows gathered (exact: the product only adds zeros); the gather's
+        // backward adds each token's gradient to its row.
+        let x = match tokens {
+            Some(ids) => {
+                let (_, tape) = x.split_tape();
+                let ids = dev.try_tensor_from_vec(ids.to_vec(), (n,))?;
+                store
+                    .value(self.embed)
+                    .clone()
+                    .put_tape(tape)
+                    .try_reshape_like(&(self.token_features, d))?
+                    .try_gather(ids)?
+            }
+            None => {
+                let embed = store
+                    .value(self.embed)
+                    .clone()
+                    .try_reshape_like(&(self.token_features, d))?;
+                x.try_reshape_like(&(n, self.token_features))?
+                    .try_matmul(embed)?
+            }
+        };
         let pe = dev
             .try_tensor_from_vec(self.positions.clone(), (t, d))?
             .try_broadcast_like::<(usize, usize, usize), Axis<0>>(&(rows, t, d))?

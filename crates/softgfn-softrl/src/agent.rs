@@ -60,6 +60,20 @@ pub trait SoftRlAgent: Send + std::fmt::Debug {
     /// Logits of the behaviour policy (the sampler adds exploration) for `rows` states.
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()>;
 
+    /// Logits of the behaviour policy while sampling training trajectories: by default
+    /// [`policy_logits`](Self::policy_logits); with `algo.transformer.sampling_dropout` the
+    /// online network runs in train mode (dropout masks drawn from `rng`).
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let _ = rng;
+        self.policy_logits(features, rows, out)
+    }
+
     /// Whether the online network must also be evaluated at the next states (double
     /// bootstrapping, an actor's policy at `s'`).
     fn needs_next_online(&self) -> bool;

@@ -395,6 +395,31 @@ impl SoftRlAgent for SoftDqn {
         Ok(())
     }
 
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        if !(matches!(self.cfg.network, NetworkKind::Transformer)
+            && self.cfg.transformer.sampling_dropout)
+        {
+            return self.policy_logits(features, rows, out);
+        }
+        self.nets
+            .online
+            .forward_dropout(features, rows, &mut self.nets.out, rng)?;
+        self.heads.logits(
+            &self.nets.out,
+            rows,
+            self.num_actions,
+            self.params.lambda,
+            out,
+        );
+        Ok(())
+    }
+
     fn needs_next_online(&self) -> bool {
         self.params.double
     }

@@ -272,6 +272,16 @@ impl<A: SoftRlAgent> ForwardPolicy for OffPolicy<A> {
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         self.agent.policy_logits(features, rows, out)
     }
+
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        self.agent.sampling_logits(features, rows, out, rng)
+    }
 }
 
 impl<A: SoftRlAgent> Algorithm for OffPolicy<A> {

@@ -253,6 +253,25 @@ impl SoftRlAgent for Sac {
         Ok(())
     }
 
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        if !(matches!(self.cfg.network, NetworkKind::Transformer)
+            && self.cfg.transformer.sampling_dropout)
+        {
+            return self.policy_logits(features, rows, out);
+        }
+        self.nets
+            .online
+            .forward_dropout(features, rows, &mut self.nets.out, rng)?;
+        out.copy_from_slice(&self.nets.out.head(ACTOR)[..rows * self.num_actions]);
+        Ok(())
+    }
+
     /// The actor at `s'` gives the bootstrap policy.
     fn needs_next_online(&self) -> bool {
         true

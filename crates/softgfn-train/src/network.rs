@@ -199,6 +199,11 @@ pub struct TransformerConfig {
     pub feedforward: usize,
     /// Dropout probability in `[0, 1)`, active only in training forwards.
     pub dropout: f64,
+    /// Also apply dropout (train mode) in the forwards that sample training trajectories, as the
+    /// paper's code does; `false` (the default) samples in evaluation mode. Masks are drawn from
+    /// the sampling RNG, so runs stay reproducible; with `dropout = 0` this changes nothing.
+    /// Evaluation (metrics, `log Z` estimators, `softgfn sample`) is always in evaluation mode.
+    pub sampling_dropout: bool,
 }
 
 impl Default for TransformerConfig {
@@ -209,6 +214,7 @@ impl Default for TransformerConfig {
             attention_heads: 8,
             feedforward: 64,
             dropout: 0.1,
+            sampling_dropout: false,
         }
     }
 }
@@ -257,6 +263,15 @@ pub struct NetworkChoice<'a> {
     pub hidden_layers: usize,
     /// Transformer sizes.
     pub transformer: &'a TransformerConfig,
+}
+
+impl NetworkChoice<'_> {
+    /// Whether the forwards that sample training trajectories apply train-mode dropout: a
+    /// transformer with `sampling_dropout = true` (any dropout probability; with 0 the masks
+    /// are empty and nothing changes).
+    pub fn sampling_dropout(&self) -> bool {
+        matches!(self.kind, NetworkKind::Transformer) && self.transformer.sampling_dropout
+    }
 }
 
 fn readout(actions: TokenActions) -> TokenReadout {

@@ -20,6 +20,21 @@ use crate::error::Result;
 pub trait ForwardPolicy {
     /// Writes `rows * num_actions` logits for `rows` feature rows.
     fn policy_logits(&mut self, features: &[f32], rows: usize, out: &mut [f32]) -> Result<()>;
+
+    /// Logits for sampling *training* trajectories ([`Sampler::sample_training`]). By default
+    /// the evaluation-mode [`policy_logits`](ForwardPolicy::policy_logits); a policy configured
+    /// to sample with train-mode dropout (`algo.transformer.sampling_dropout`) draws its dropout
+    /// masks from `rng` here.
+    fn sampling_logits(
+        &mut self,
+        features: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        rng: &mut Rng,
+    ) -> Result<()> {
+        let _ = rng;
+        self.policy_logits(features, rows, out)
+    }
 }
 
 /// Exploration applied by the sampler on top of the policy.
@@ -89,7 +104,8 @@ impl Sampler {
         Self::default()
     }
 
-    /// Samples `n` complete trajectories into `out` (which is reset first).
+    /// Samples `n` complete trajectories into `out` (which is reset first), with the policy's
+    /// evaluation-mode logits.
     pub fn sample(
         &mut self,
         env: &dyn Environment,
@@ -98,6 +114,38 @@ impl Sampler {
         exploration: Exploration,
         rng: &mut Rng,
         out: &mut Trajectories,
+    ) -> Result<()> {
+        self.sample_mode(env, policy, n, exploration, rng, out, false)
+    }
+
+    /// Samples `n` training trajectories: like [`sample`](Sampler::sample), but the logits come
+    /// from [`ForwardPolicy::sampling_logits`] (train-mode dropout where the policy asks for it,
+    /// with masks drawn from `rng`).
+    pub fn sample_training(
+        &mut self,
+        env: &dyn Environment,
+        policy: &mut dyn ForwardPolicy,
+        n: usize,
+        exploration: Exploration,
+        rng: &mut Rng,
+        out: &mut Trajectories,
+    ) -> Result<()> {
+        self.sample_mode(env, policy, n, exploration, rng, out, true)
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the two public entry points differ only in the last flag"
+    )]
+    fn sample_mode(
+        &mut self,
+        env: &dyn Environment,
+        policy: &mut dyn ForwardPolicy,
+        n: usize,
+        exploration: Exploration,
+        rng: &mut Rng,
+        out: &mut Trajectories,
+        training: bool,
     ) -> Result<()> {
         let spec = env.spec();
         let (w, na, nb, fd) = (
@@ -143,7 +191,11 @@ impl Sampler {
                     .extend_from_slice(&self.bmask[r * nb..(r + 1) * nb]);
             }
             self.logits.resize(rows * na, 0.0);
-            policy.policy_logits(&self.feats, rows, &mut self.logits)?;
+            if training {
+                policy.sampling_logits(&self.feats, rows, &mut self.logits, rng)?;
+            } else {
+                policy.policy_logits(&self.feats, rows, &mut self.logits)?;
+            }
             self.step_rows.clear();
             self.step_states.clear();
             self.step_actions.clear();

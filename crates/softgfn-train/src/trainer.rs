@@ -524,7 +524,7 @@ impl Trainer {
         let n = self.algo.trajectories_per_iteration();
         let exploration = self.algo.exploration();
         self.sampler
-            .sample(
+            .sample_training(
                 self.env.as_ref(),
                 self.algo.as_mut(),
                 n,
