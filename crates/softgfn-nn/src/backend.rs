@@ -677,9 +677,15 @@ where
             let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
             let infer = &mut *guard;
             refresh_mirror(&self.store, self.num_net, infer);
-            infer
-                .net
-                .forward(&infer.params, input, tokens.as_deref(), rows, &[], out, false);
+            infer.net.forward(
+                &infer.params,
+                input,
+                tokens.as_deref(),
+                rows,
+                &[],
+                out,
+                false,
+            );
             return Ok(());
         }
         let x = self.input_tensor(input, rows)?;

@@ -57,13 +57,18 @@ fn head_grads(out: &Outputs, rng: &mut ChaCha8Rng) -> Outputs {
     g
 }
 
-fn bits_out(out: &Outputs) -> Vec<Vec<u32>> {
+/// Bit patterns of every head.
+type OutBits = Vec<Vec<u32>>;
+/// Named bit patterns of tensors.
+type TensorBits = Vec<(String, Vec<u32>)>;
+
+fn bits_out(out: &Outputs) -> OutBits {
     (0..out.num_heads())
         .map(|h| out.head(h).iter().map(|v| v.to_bits()).collect())
         .collect()
 }
 
-fn bits(t: &[NamedTensor]) -> Vec<(String, Vec<u32>)> {
+fn bits(t: &[NamedTensor]) -> TensorBits {
     t.iter()
         .map(|t| (t.name.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
         .collect()
@@ -76,7 +81,7 @@ fn run(
     reference: bool,
     rows: &[usize],
     seed: u64,
-) -> (Vec<Vec<Vec<u32>>>, Vec<(String, Vec<u32>)>) {
+) -> (Vec<OutBits>, TensorBits) {
     m.set_reference_kernels(reference).unwrap();
     assert_eq!(m.uses_host_kernels(), !reference);
     let dim = m.spec().input_dim();
@@ -175,7 +180,11 @@ fn switching_kernels_in_the_middle_of_a_step_keeps_the_sums() {
     let mut out = Outputs::new();
     let mut g = Outputs::new();
     let mut grads = Vec::new();
-    for order in [[true, false, false], [false, false, false], [true, true, true]] {
+    for order in [
+        [true, false, false],
+        [false, false, false],
+        [true, true, true],
+    ] {
         let mut m = model(&s, 1);
         for (i, &reference) in order.iter().enumerate() {
             m.set_reference_kernels(reference).unwrap();

@@ -161,7 +161,16 @@ mod tests {
     #[should_panic(expected = "out of bounds")]
     fn matmul_rejects_views_past_the_slice() {
         let mut c = [0.0f32; 4];
-        matmul((2, 3, 2), false, &[0.0; 5], [3, 1], &[0.0; 6], [2, 1], &mut c, [2, 1]);
+        matmul(
+            (2, 3, 2),
+            false,
+            &[0.0; 5],
+            [3, 1],
+            &[0.0; 6],
+            [2, 1],
+            &mut c,
+            [2, 1],
+        );
     }
 
     #[test]
