@@ -76,12 +76,7 @@ fn bits(t: &[NamedTensor]) -> TensorBits {
 
 /// Forward, training forward and two accumulated backwards on `m`, with the kernels chosen by
 /// `reference`; returns every output and the pending gradients.
-fn run(
-    m: &mut Model,
-    reference: bool,
-    rows: &[usize],
-    seed: u64,
-) -> (Vec<OutBits>, TensorBits) {
+fn run(m: &mut Model, reference: bool, rows: &[usize], seed: u64) -> (Vec<OutBits>, TensorBits) {
     m.set_reference_kernels(reference).unwrap();
     assert_eq!(m.uses_host_kernels(), !reference);
     let dim = m.spec().input_dim();
