@@ -15,7 +15,7 @@ use dfdx::tensor_ops::{Backward, BroadcastTo, ReshapeTo, SumTo, TryAdd, TryMatMu
 use crate::Device;
 use crate::error::backend_err;
 use crate::graph::GraphArch;
-use crate::host::HostNet;
+use crate::host::{HostNet, RowCache};
 use crate::mlp::MlpArch;
 use crate::model::Backend;
 use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
@@ -246,18 +246,22 @@ struct HostInfer {
     stale: bool,
     /// The inference instance.
     net: Box<dyn HostNet>,
+    /// Rows of the inference forwards since the last parameter change, for the training
+    /// forward (absent when the architecture keeps no row records).
+    cache: Option<RowCache>,
 }
 
 impl HostPath {
     /// The host path of `arch` with `num_params` parameters (scalars included), or `None` when
     /// the architecture has no host kernel.
-    fn new(arch: &Arch, num_params: usize) -> Option<Self> {
+    fn new(arch: &Arch, input_dim: usize, num_params: usize) -> Option<Self> {
         let net = arch.host_net()?;
         Some(Self {
             train: net.fresh(),
             infer: Mutex::new(HostInfer {
                 params: Vec::new(),
                 stale: true,
+                cache: RowCache::new(input_dim, net.row_record_len()),
                 net,
             }),
             grads: vec![Vec::new(); num_params],
@@ -267,10 +271,11 @@ impl HostPath {
     }
 
     fn mark_stale(&mut self) {
-        self.infer
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .stale = true;
+        let infer = self.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
+        infer.stale = true;
+        if let Some(c) = &mut infer.cache {
+            c.clear();
+        }
     }
 }
 
@@ -409,7 +414,7 @@ impl<D: NetDevice> NetBackend<D> {
         } = layout;
         let num_net = meta.len() - spec.scalars().len();
         let host = match device {
-            Device::Cpu => HostPath::new(&arch, meta.len()),
+            Device::Cpu => HostPath::new(&arch, spec.input_dim(), meta.len()),
             Device::Cuda(_) => None,
         };
         let store = ParamStore::new(dev.clone(), meta, values, groups, adam.clone())?;
@@ -469,6 +474,7 @@ impl<D: NetDevice> NetBackend<D> {
     pub(crate) fn set_reference(&mut self, on: bool) -> Result<(), NnError> {
         self.flush_host_grads()?;
         self.discard_pending();
+        self.params_changed();
         self.reference = on;
         Ok(())
     }
@@ -686,6 +692,10 @@ where
                 out,
                 false,
             );
+            if let Some(cache) = &mut infer.cache {
+                let net = &infer.net;
+                cache.insert_rows(input, rows, |r, dst| net.export_row(r, out, dst));
+            }
             return Ok(());
         }
         let x = self.input_tensor(input, rows)?;
@@ -724,6 +734,10 @@ where
                 out,
                 false,
             );
+            if let (Some(cache), true) = (&mut infer.cache, masks.is_empty()) {
+                let net = &infer.net;
+                cache.insert_rows(input, rows, |r, dst| net.export_row(r, out, dst));
+            }
             return Ok(());
         }
         let x = self.input_tensor(input, rows)?;
@@ -754,15 +768,29 @@ where
             let tokens = self.arch.token_ids(input, rows);
             let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
             refresh_mirror(&self.store, self.num_net, infer);
-            host.train.forward(
-                &infer.params,
-                input,
-                tokens.as_deref(),
-                rows,
-                &masks,
-                out,
-                true,
-            );
+            let reusing = match (&mut infer.cache, masks.is_empty()) {
+                (Some(cache), true) => Some(cache.lookup(input, rows)),
+                _ => None,
+            };
+            match reusing {
+                Some((records, hits)) if hits > 0 => host.train.forward_reusing(
+                    &infer.params,
+                    input,
+                    tokens.as_deref(),
+                    rows,
+                    &records,
+                    out,
+                ),
+                _ => host.train.forward(
+                    &infer.params,
+                    input,
+                    tokens.as_deref(),
+                    rows,
+                    &masks,
+                    out,
+                    true,
+                ),
+            }
             self.pending = Some(PendingForward {
                 token,
                 rows,
@@ -899,7 +927,7 @@ where
             scalar_cache: Vec::new(),
             pending: None,
             host: match self.device {
-                Device::Cpu => HostPath::new(&self.arch, self.store.meta().len()),
+                Device::Cpu => HostPath::new(&self.arch, self.input_dim, self.store.meta().len()),
                 Device::Cuda(_) => None,
             },
             reference: self.reference,
@@ -955,6 +983,13 @@ where
 
     fn uses_host_kernels(&self) -> bool {
         self.active_host().is_some()
+    }
+
+    fn reused_rows(&self) -> u64 {
+        self.host.as_ref().map_or(0, |h| {
+            let infer = h.infer.lock().unwrap_or_else(PoisonError::into_inner);
+            infer.cache.as_ref().map_or(0, RowCache::reused)
+        })
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -49,6 +49,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn polyak_from(&mut self, source: &dyn Backend, tau: f32) -> Result<(), NnError>;
     fn set_reference_kernels(&mut self, on: bool) -> Result<(), NnError>;
     fn uses_host_kernels(&self) -> bool;
+    fn reused_rows(&self) -> u64;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -194,6 +195,13 @@ impl Model {
     /// `rng` draws the dropout masks of architectures that have dropout (the transformer); the
     /// MLP does not use it.
     ///
+    /// On [`Device::Cpu`], when neither pass has dropout, rows that an inference
+    /// [`forward`](Model::forward) of this model computed since its parameters last changed are
+    /// taken from that forward instead of being computed again (bitwise the same values; on-policy
+    /// training forwards the states the sampler already ran). The activations kept for this are
+    /// bounded (twice the rows of the largest training forward, at most 64 MiB per model) and
+    /// only kept while training forwards use them.
+    ///
     /// # Errors
     /// [`NnError::Shape`] when `input.len() != rows * input_dim`.
     pub fn forward_train(
@@ -337,6 +345,13 @@ impl Model {
     #[doc(hidden)]
     pub fn uses_host_kernels(&self) -> bool {
         self.backend.uses_host_kernels()
+    }
+
+    /// Rows that training forwards took from the activations of earlier inference forwards
+    /// instead of computing them again, in all (see `Model::forward_train`).
+    #[doc(hidden)]
+    pub fn reused_rows(&self) -> u64 {
+        self.backend.reused_rows()
     }
 
     /// Writes the parameters as a safetensors file (names as in

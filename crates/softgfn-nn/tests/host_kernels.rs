@@ -195,3 +195,79 @@ fn switching_kernels_in_the_middle_of_a_step_keeps_the_sums() {
     assert_eq!(grads[0], grads[1]);
     assert_eq!(grads[0], grads[2]);
 }
+
+#[test]
+fn host_mlp_rows_do_not_depend_on_their_batch() {
+    // A row's outputs inside any batch of at least 2 rows are bitwise its outputs inside a batch
+    // of 2 (a batch of 1 takes gemm's matrix-vector path, which sums in another order), as long
+    // as no layer has more than 512 inputs (gemm splits longer sums into blocks whose length may
+    // depend on the batch): the training forward reuses rows on this ground.
+    for (input_dim, hidden, heads) in [
+        (80usize, vec![256usize, 256], vec![5usize, 4, 1]),
+        (7, vec![16, 12], vec![5, 1, 3]),
+        (2, vec![3], vec![1, 2]),
+        (512, vec![64, 512], vec![1, 70]),
+        (33, vec![], vec![2, 1, 100]),
+    ] {
+        let s = spec(input_dim, &hidden, &heads);
+        let m = model(&s, 5);
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let total = 1500;
+        let big = input(total, input_dim, &mut rng);
+        let mut pair_bits = Vec::new();
+        let mut out = Outputs::new();
+        for r in 0..total {
+            // The row with its successor (or predecessor).
+            let (start, at) = if r + 1 < total { (r, 0) } else { (r - 1, 1) };
+            m.forward(
+                &big[start * input_dim..(start + 2) * input_dim],
+                2,
+                &mut out,
+            )
+            .unwrap();
+            pair_bits.push(
+                (0..heads.len())
+                    .map(|h| {
+                        let d = heads[h];
+                        out.head(h)[at * d..(at + 1) * d]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<u32>>()
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for (start, n) in [
+            (3usize, 3usize),
+            (10, 16),
+            (7, 17),
+            (100, 64),
+            (0, 65),
+            (9, 129),
+            (200, 640),
+            (0, 1500),
+        ] {
+            m.forward(
+                &big[start * input_dim..(start + n) * input_dim],
+                n,
+                &mut out,
+            )
+            .unwrap();
+            for r in 0..n {
+                for h in 0..heads.len() {
+                    let d = heads[h];
+                    let got: Vec<u32> = out.head(h)[r * d..(r + 1) * d]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(
+                        got,
+                        pair_bits[start + r][h],
+                        "dims {input_dim} {hidden:?}: row {r} of a batch of {n} differs from \
+                         the row in a batch of 2 (head {h})"
+                    );
+                }
+            }
+        }
+    }
+}

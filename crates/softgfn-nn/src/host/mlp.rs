@@ -14,7 +14,7 @@
 //!   one).
 
 use crate::Outputs;
-use crate::host::{HostNet, grow, grow_zeroed, matmul};
+use crate::host::{HostNet, RowRecords, grow, grow_zeroed, matmul};
 
 /// One linear layer: parameter indices and sizes.
 #[derive(Clone, Copy, Debug)]
@@ -43,12 +43,18 @@ struct Workspace {
     grad_below: Vec<f32>,
     /// `0 + g` of one head.
     head_grad: Vec<f32>,
+    /// Rows without a record in a reusing forward, their inputs, activations and outputs.
+    missing: Vec<usize>,
+    compact_input: Vec<f32>,
+    compact_hidden: Vec<Vec<f32>>,
+    compact_out: Outputs,
 }
 
 /// The host MLP kernel.
 #[derive(Debug)]
 pub(crate) struct HostMlp {
     input_dim: usize,
+    head_dims: Vec<usize>,
     torso: Vec<Linear>,
     heads: Vec<Linear>,
     ws: Workspace,
@@ -59,19 +65,16 @@ impl HostMlp {
     pub(crate) fn new(input_dim: usize, torso: Vec<Linear>, heads: Vec<Linear>) -> Self {
         let ws = Workspace {
             hidden: vec![Vec::new(); torso.len()],
+            compact_hidden: vec![Vec::new(); torso.len()],
             ..Workspace::default()
         };
         Self {
             input_dim,
+            head_dims: heads.iter().map(|h| h.fan_out).collect(),
             torso,
             heads,
             ws,
         }
-    }
-
-    /// Width of the layer the heads read.
-    fn torso_dim(&self) -> usize {
-        self.torso.last().map_or(self.input_dim, |l| l.fan_out)
     }
 }
 
@@ -124,6 +127,37 @@ fn add_bias_grad(bias_grad: &mut [f32], g: &[f32], width: usize) {
     }
 }
 
+/// The forward of `rows` rows of `input`: torso activations into `hidden`, heads into `out`.
+fn run(
+    torso: &[Linear],
+    heads: &[Linear],
+    params: &[Vec<f32>],
+    input: &[f32],
+    rows: usize,
+    hidden: &mut [Vec<f32>],
+    out: &mut Outputs,
+) {
+    if rows == 0 {
+        return;
+    }
+    for (l, &layer) in torso.iter().enumerate() {
+        let (below, rest) = hidden.split_at_mut(l);
+        let x: &[f32] = match below.last() {
+            Some(h) => &h[..rows * layer.fan_in],
+            None => input,
+        };
+        let h = grow(&mut rest[0], rows * layer.fan_out);
+        linear_forward(params, layer, x, rows, h, true);
+    }
+    let top: &[f32] = match (hidden.last(), torso.last()) {
+        (Some(h), Some(l)) => &h[..rows * l.fan_out],
+        _ => input,
+    };
+    for (j, &head) in heads.iter().enumerate() {
+        linear_forward(params, head, top, rows, out.head_mut(j), false);
+    }
+}
+
 impl HostNet for HostMlp {
     fn forward(
         &mut self,
@@ -135,31 +169,20 @@ impl HostNet for HostMlp {
         out: &mut Outputs,
         record: bool,
     ) {
-        let d = self.torso_dim();
         let ws = &mut self.ws;
         if record {
             ws.recorded_rows = Some(rows);
             grow(&mut ws.input, input.len()).copy_from_slice(input);
         }
-        if rows == 0 {
-            return;
-        }
-        for (l, &layer) in self.torso.iter().enumerate() {
-            let (below, rest) = ws.hidden.split_at_mut(l);
-            let x: &[f32] = match below.last() {
-                Some(h) => &h[..rows * layer.fan_in],
-                None => input,
-            };
-            let h = grow(&mut rest[0], rows * layer.fan_out);
-            linear_forward(params, layer, x, rows, h, true);
-        }
-        let top: &[f32] = match ws.hidden.last() {
-            Some(h) => &h[..rows * d],
-            None => input,
-        };
-        for (j, &head) in self.heads.iter().enumerate().rev() {
-            linear_forward(params, head, top, rows, out.head_mut(j), false);
-        }
+        run(
+            &self.torso,
+            &self.heads,
+            params,
+            input,
+            rows,
+            &mut ws.hidden,
+            out,
+        );
     }
 
     fn backward(&mut self, params: &[Vec<f32>], head_grads: &Outputs, grads: &mut [Vec<f32>]) {
@@ -259,6 +282,123 @@ impl HostNet for HostMlp {
             );
             if l > 0 {
                 std::mem::swap(&mut ws.grad, &mut ws.grad_below);
+            }
+        }
+    }
+
+    fn row_record_len(&self) -> usize {
+        // Over 512 inputs gemm may split a layer's sums into blocks whose length depends on the
+        // batch, and rows would depend on their batch.
+        if self.torso.iter().chain(&self.heads).any(|l| l.fan_in > 512) {
+            return 0;
+        }
+        self.torso
+            .iter()
+            .chain(&self.heads)
+            .map(|l| l.fan_out)
+            .sum()
+    }
+
+    fn export_row(&self, r: usize, out: &Outputs, dst: &mut [f32]) {
+        let mut at = 0;
+        for (l, layer) in self.torso.iter().enumerate() {
+            let w = layer.fan_out;
+            dst[at..at + w].copy_from_slice(&self.ws.hidden[l][r * w..(r + 1) * w]);
+            at += w;
+        }
+        for (j, head) in self.heads.iter().enumerate() {
+            let d = head.fan_out;
+            dst[at..at + d].copy_from_slice(&out.head(j)[r * d..(r + 1) * d]);
+            at += d;
+        }
+    }
+
+    fn forward_reusing(
+        &mut self,
+        params: &[Vec<f32>],
+        input: &[f32],
+        _tokens: Option<&[usize]>,
+        rows: usize,
+        records: &RowRecords<'_>,
+        out: &mut Outputs,
+    ) {
+        let ws = &mut self.ws;
+        ws.recorded_rows = Some(rows);
+        grow(&mut ws.input, input.len()).copy_from_slice(input);
+        // The rows without a record, computed as one compact batch.
+        let d_in = self.input_dim;
+        ws.missing.clear();
+        ws.missing
+            .extend((0..rows).filter(|&r| records.get(r).is_none()));
+        let m = ws.missing.len();
+        if m == rows {
+            run(
+                &self.torso,
+                &self.heads,
+                params,
+                input,
+                rows,
+                &mut ws.hidden,
+                out,
+            );
+            return;
+        }
+        if m > 0 {
+            // One missing row is computed twice in a batch of 2: a batch of one row would take
+            // gemm's matrix-vector path and differ from the row inside the full batch.
+            let batch = m.max(2);
+            let x = grow(&mut ws.compact_input, batch * d_in);
+            for (i, &r) in ws.missing.iter().enumerate() {
+                x[i * d_in..(i + 1) * d_in].copy_from_slice(&input[r * d_in..(r + 1) * d_in]);
+            }
+            if m == 1 {
+                x.copy_within(0..d_in, d_in);
+            }
+            ws.compact_out.resize(batch, &self.head_dims);
+            run(
+                &self.torso,
+                &self.heads,
+                params,
+                &ws.compact_input[..batch * d_in],
+                batch,
+                &mut ws.compact_hidden,
+                &mut ws.compact_out,
+            );
+        }
+        // Every row into place: from its record, or from the compact batch.
+        for (l, layer) in self.torso.iter().enumerate() {
+            grow(&mut ws.hidden[l], rows * layer.fan_out);
+        }
+        let mut next_missing = 0;
+        for r in 0..rows {
+            let mut at = 0;
+            match records.get(r) {
+                Some(rec) => {
+                    for (l, layer) in self.torso.iter().enumerate() {
+                        let w = layer.fan_out;
+                        ws.hidden[l][r * w..(r + 1) * w].copy_from_slice(&rec[at..at + w]);
+                        at += w;
+                    }
+                    for (j, head) in self.heads.iter().enumerate() {
+                        let d = head.fan_out;
+                        out.head_mut(j)[r * d..(r + 1) * d].copy_from_slice(&rec[at..at + d]);
+                        at += d;
+                    }
+                }
+                None => {
+                    let i = next_missing;
+                    next_missing += 1;
+                    for (l, layer) in self.torso.iter().enumerate() {
+                        let w = layer.fan_out;
+                        ws.hidden[l][r * w..(r + 1) * w]
+                            .copy_from_slice(&ws.compact_hidden[l][i * w..(i + 1) * w]);
+                    }
+                    for (j, head) in self.heads.iter().enumerate() {
+                        let d = head.fan_out;
+                        out.head_mut(j)[r * d..(r + 1) * d]
+                            .copy_from_slice(&ws.compact_out.head(j)[i * d..(i + 1) * d]);
+                    }
+                }
             }
         }
     }

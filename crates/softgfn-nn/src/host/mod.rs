@@ -49,6 +49,245 @@ pub(crate) trait HostNet: Send + Sync + fmt::Debug {
 
     /// A fresh instance (empty workspace) of the same architecture.
     fn fresh(&self) -> Box<dyn HostNet>;
+
+    /// Values of one row's record: what `backward` needs of one row, and the row's head
+    /// outputs (see [`RowCache`]). 0 (the default) when this architecture keeps no row records
+    /// (or cannot: a row's outputs must not depend on the other rows of a batch of at least 2);
+    /// then the backend never calls `export_row` or `forward_reusing`.
+    fn row_record_len(&self) -> usize {
+        0
+    }
+
+    /// After a forward of this instance (recorded or not) without dropout, whose outputs are
+    /// `out`: writes row `r`'s record into `dst` (`row_record_len` values).
+    fn export_row(&self, _r: usize, _out: &Outputs, _dst: &mut [f32]) {}
+
+    /// A recorded forward without dropout (as `forward` with `record` and no masks), in which
+    /// row `r` is taken from `records.get(r)` when that is `Some` instead of being computed
+    /// (`rows >= 2`; compute the other rows in a batch of at least 2 rows too).
+    /// Such a record was exported by an instance of the same architecture after a forward of
+    /// the same input row with the same parameters and no dropout; since a row's activations do
+    /// not depend on the other rows of its batch (tested), copying it is exact.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_reusing(
+        &mut self,
+        params: &[Vec<f32>],
+        input: &[f32],
+        tokens: Option<&[usize]>,
+        rows: usize,
+        _records: &RowRecords<'_>,
+        out: &mut Outputs,
+    ) {
+        self.forward(params, input, tokens, rows, &[], out, true);
+    }
+}
+
+/// The records found for the rows of a training forward: slot of each row in the cache's arena.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowRecords<'a> {
+    slots: &'a [Option<u32>],
+    arena: &'a [f32],
+    stride: usize,
+    skip: usize,
+}
+
+impl<'a> RowRecords<'a> {
+    /// The record of row `r`, if one was found.
+    pub(crate) fn get(&self, r: usize) -> Option<&'a [f32]> {
+        let slot = self.slots.get(r).copied().flatten()? as usize;
+        let start = slot * self.stride + self.skip;
+        self.arena.get(start..(slot + 1) * self.stride)
+    }
+}
+
+/// Most bytes a [`RowCache`] holds (per model).
+pub(crate) const ROW_CACHE_BYTES: usize = 64 << 20;
+
+/// Training forwards without a hit after which recording stops, and inference forwards
+/// (counted in training forwards) before it is tried again.
+const ROW_CACHE_PROBE_INTERVAL: u32 = 50;
+
+/// Per-row activations of the inference forwards since the last parameter change, keyed by the
+/// input row, so that a training forward over rows the sampler already ran (on-policy balance
+/// objectives: the sampler forwards every state of the trajectories it then trains on) takes
+/// them instead of computing them again.
+///
+/// Exact: a record is only kept from a forward without dropout and only used by a training
+/// forward without dropout, the cache is emptied whenever the parameters change, a row is found
+/// by comparing its input bit for bit, and a row's activations do not depend on the other rows
+/// of its batch of at least 2 rows (gemm accumulates each output in the same order whatever
+/// the batch size, when every product's inner dimension is at most 512, so that gemm does not
+/// split it into blocks; a batch of one row takes another path and is neither kept nor reused;
+/// tested for every architecture that keeps records).
+///
+/// Bounded: at most twice as many rows as the largest training forward had, and at most
+/// [`ROW_CACHE_BYTES`] (64 MiB) per model; rows past that are not recorded (so that large
+/// evaluation forwards do not fill memory).
+/// Recording starts with the first training forward (target networks, which never train,
+/// record nothing), and stops while training forwards find nothing in it (off-policy training
+/// on replayed states), trying again every 50 training forwards.
+#[derive(Debug)]
+pub(crate) struct RowCache {
+    input_dim: usize,
+    /// Values per arena row: the input row, then the record.
+    stride: usize,
+    /// Most rows kept: twice the largest training forward's rows, within [`ROW_CACHE_BYTES`].
+    max_rows: usize,
+    /// Most rows kept by the byte bound.
+    byte_rows: usize,
+    arena: Vec<f32>,
+    rows: usize,
+    index: std::collections::HashMap<u64, u32>,
+    /// Whether inference forwards record rows.
+    recording: bool,
+    /// Training forwards since recording stopped.
+    idle: u32,
+    /// Whether a training forward ran (recording starts with the first).
+    started: bool,
+    /// Rows taken from the cache by training forwards, in all.
+    reused: u64,
+    /// Slots of the rows of the latest training forward.
+    slots: Vec<Option<u32>>,
+}
+
+/// A hash of the bits of one input row.
+fn row_hash(row: &[f32]) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for v in row {
+        h = (h.rotate_left(5) ^ u64::from(v.to_bits())).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+impl RowCache {
+    /// A cache for rows of `input_dim` values and records of `record_len` values (`None` when
+    /// `record_len` is 0: nothing to keep).
+    pub(crate) fn new(input_dim: usize, record_len: usize) -> Option<Self> {
+        if record_len == 0 {
+            return None;
+        }
+        let stride = input_dim + record_len;
+        Some(Self {
+            input_dim,
+            stride,
+            max_rows: 0,
+            byte_rows: (ROW_CACHE_BYTES / (4 * stride)).min(u32::MAX as usize),
+            arena: Vec::new(),
+            rows: 0,
+            index: std::collections::HashMap::new(),
+            recording: false,
+            idle: 0,
+            started: false,
+            reused: 0,
+            slots: Vec::new(),
+        })
+    }
+
+    /// Forgets every row (the parameters changed).
+    pub(crate) fn clear(&mut self) {
+        self.rows = 0;
+        self.index.clear();
+    }
+
+    /// Records the rows of an inference forward without dropout: for each new input row (while
+    /// there is room), its input and the record `export(r, dst)` writes.
+    pub(crate) fn insert_rows(
+        &mut self,
+        input: &[f32],
+        rows: usize,
+        mut export: impl FnMut(usize, &mut [f32]),
+    ) {
+        // A forward of one row takes gemm's matrix-vector path, whose sums differ from those of
+        // a batch: such rows are not kept.
+        if !self.recording || rows < 2 || input.len() != rows * self.input_dim {
+            return;
+        }
+        for r in 0..rows {
+            if self.rows >= self.max_rows {
+                return;
+            }
+            let row = &input[r * self.input_dim..(r + 1) * self.input_dim];
+            let h = row_hash(row);
+            // A row seen before, or (rarely) another row with the same hash: keep the first.
+            let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(h) else {
+                continue;
+            };
+            let slot = self.rows;
+            e.insert(slot as u32);
+            self.rows += 1;
+            let end = self.rows * self.stride;
+            if self.arena.len() < end {
+                self.arena.resize(
+                    end.max(self.arena.len() * 2)
+                        .min(self.max_rows * self.stride),
+                    0.0,
+                );
+            }
+            let dst = &mut self.arena[slot * self.stride..end];
+            dst[..self.input_dim].copy_from_slice(row);
+            export(r, &mut dst[self.input_dim..]);
+        }
+    }
+
+    /// Finds the records of the rows of a training forward without dropout; afterwards updates
+    /// whether to keep recording. Returns the records (and how many rows were found).
+    pub(crate) fn lookup(&mut self, input: &[f32], rows: usize) -> (RowRecords<'_>, usize) {
+        self.slots.clear();
+        self.max_rows = self
+            .max_rows
+            .max(rows.saturating_mul(2).min(self.byte_rows));
+        let mut hits = 0;
+        if self.rows > 0 && rows >= 2 && input.len() == rows * self.input_dim {
+            for r in 0..rows {
+                let row = &input[r * self.input_dim..(r + 1) * self.input_dim];
+                let slot = self.index.get(&row_hash(row)).copied().filter(|&s| {
+                    let start = s as usize * self.stride;
+                    same_bits(&self.arena[start..start + self.input_dim], row)
+                });
+                hits += usize::from(slot.is_some());
+                self.slots.push(slot);
+            }
+        }
+        self.after_training_forward(hits);
+        (
+            RowRecords {
+                slots: &self.slots,
+                arena: &self.arena,
+                stride: self.stride,
+                skip: self.input_dim,
+            },
+            hits,
+        )
+    }
+
+    /// Starts, keeps or stops recording after a training forward that found `hits` rows.
+    fn after_training_forward(&mut self, hits: usize) {
+        self.reused += hits as u64;
+        if !self.recording {
+            self.idle += 1;
+            if !self.started || self.idle >= ROW_CACHE_PROBE_INTERVAL {
+                self.recording = true;
+                self.idle = 0;
+            }
+            self.started = true;
+        } else if hits == 0 && self.rows > 0 {
+            // Nothing recorded was trained on (off-policy training on replayed states): stop
+            // paying for the copies and the memory.
+            self.recording = false;
+            self.idle = 0;
+            self.arena = Vec::new();
+            self.clear();
+        }
+    }
+
+    /// Rows taken from the cache by training forwards, in all.
+    pub(crate) fn reused(&self) -> u64 {
+        self.reused
+    }
 }
 
 /// The first `len` values of `buf`, growing it (never shrinking) when it is shorter. Contents
