@@ -69,6 +69,7 @@ mod backend;
 mod device;
 mod error;
 mod graph;
+mod host;
 mod io;
 mod mlp;
 mod model;
