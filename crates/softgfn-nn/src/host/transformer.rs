@@ -126,7 +126,7 @@ impl HostTransformer {
 /// `|r| <= ln 2 / 2`, a degree-6 Taylor polynomial for `e^r` (relative error below 2e-7) and
 /// `2^n` built in the exponent bits.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+fn exp_nonpositive<A: Arith>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -135,11 +135,11 @@ fn exp_nonpositive(x: f32) -> f32 {
     let x = if x < -87.0 { -87.0 } else { x };
     let shifted = x * LOG2E + MAGIC;
     let n = shifted - MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = A::madd(-n, LN2_LO, A::madd(-n, LN2_HI, x));
+    let mut p = 1.0 / 720.0;
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = A::madd(p, r, c);
+    }
     let k = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000);
     p * f32::from_bits(((k + 127) << 23) as u32)
 }
@@ -175,7 +175,7 @@ const LANES: usize = 8;
 
 /// `sum(a[i] * b[i])` in [`LANES`] interleaved partial sums.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<A: Arith>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; LANES];
@@ -183,12 +183,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] = A::madd(x[l], y[l], acc[l]);
         }
     }
     let mut s = 0.0f32;
     for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+        s = A::madd(*x, *y, s);
     }
     acc.iter().sum::<f32>() + s
 }
@@ -255,7 +255,7 @@ fn add_norm(
     for v in out.iter_mut() {
         *v -= mean;
     }
-    let var = dot(out, out) / d as f32;
+    let var = dot::<Plain>(out, out) / d as f32;
     let rstd = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
     match xhat {
         Some(xh) => {
@@ -292,7 +292,7 @@ fn norm_backward(
             dbeta[c] += row[c];
             row[c] *= gamma[c];
         }
-        let (m1, m2) = (sum(row) * inv_d, dot(row, xh) * inv_d);
+        let (m1, m2) = (sum(row) * inv_d, dot::<Plain>(row, xh) * inv_d);
         for c in 0..d {
             row[c] = r * (row[c] - m1 - xh[c] * m2);
         }
@@ -355,29 +355,58 @@ fn axpy_lanes(acc: &mut [f32; LANES], a: f32, x: &[f32], at: usize) {
     }
 }
 
-/// Defines `fn $name` that runs `$body` compiled for AVX2 when this CPU has it (twice as many
-/// lanes for the element-wise loops; the body is the same safe code) and for the baseline
-/// target otherwise.
-macro_rules! avx2_dispatch {
+/// How the attention loops multiply and add: `a * b + c` in two roundings ([`Plain`]) or as
+/// one fused multiply-add ([`Fused`], only where the CPU has FMA: elsewhere `mul_add` would be
+/// a library call).
+trait Arith {
+    fn madd(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// `a * b + c` with two roundings.
+struct Plain;
+
+impl Arith for Plain {
+    #[inline(always)]
+    fn madd(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// `a * b + c` with one rounding (an FMA instruction).
+struct Fused;
+
+impl Arith for Fused {
+    #[inline(always)]
+    fn madd(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// Defines `fn $name` that runs `$body` (generic over `A: Arith`) compiled for AVX2 and FMA
+/// with `A = Fused` when this CPU has both (twice the lanes of the baseline target and half the
+/// arithmetic instructions), and for the baseline target with `A = Plain` otherwise.
+macro_rules! simd_dispatch {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
         fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body<A: Arith>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2_fma($($arg: $ty),*) {
+                    body::<Fused>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
                     #[allow(unsafe_code)]
-                    // SAFETY: `avx2` only differs from `body` in being compiled for AVX2, which
-                    // this CPU supports (checked just above).
-                    return unsafe { avx2($($arg),*) };
+                    // SAFETY: `avx2_fma` only differs from `body::<Plain>` in being compiled for
+                    // AVX2 and FMA, which this CPU supports (checked just above).
+                    return unsafe { avx2_fma($($arg),*) };
                 }
             }
-            body($($arg),*)
+            body::<Plain>($($arg),*)
         }
     };
 }
@@ -405,14 +434,14 @@ struct Rhs<'a> {
 /// Rows `i0 .. i0 + R` of `lhs @ rhs`: `R` independent accumulator chains per step, so that
 /// the adds of one row do not wait for each other's latency.
 #[inline(always)]
-fn tile<const R: usize>(lhs: Lhs<'_>, i0: usize, rhs: Rhs<'_>) -> [[f32; LANES]; R] {
+fn tile<A: Arith, const R: usize>(lhs: Lhs<'_>, i0: usize, rhs: Rhs<'_>) -> [[f32; LANES]; R] {
     let mut acc = [[0.0f32; LANES]; R];
     for k in 0..lhs.depth {
         let b = &rhs.data[k * rhs.stride + rhs.at..k * rhs.stride + rhs.at + LANES];
         for (r, a) in acc.iter_mut().enumerate() {
             let w = lhs.data[lhs.off + (i0 + r) * lhs.rs + k * lhs.cs];
             for l in 0..LANES {
-                a[l] += w * b[l];
+                a[l] = A::madd(w, b[l], a[l]);
             }
         }
     }
@@ -422,21 +451,26 @@ fn tile<const R: usize>(lhs: Lhs<'_>, i0: usize, rhs: Rhs<'_>) -> [[f32; LANES];
 /// Rows `0 .. rows` of `lhs @ rhs` (one [`LANES`]-wide column block), four rows at a time;
 /// `store(i, row)` receives each.
 #[inline(always)]
-fn tiled(rows: usize, lhs: Lhs<'_>, rhs: Rhs<'_>, mut store: impl FnMut(usize, &[f32; LANES])) {
+fn tiled<A: Arith>(
+    rows: usize,
+    lhs: Lhs<'_>,
+    rhs: Rhs<'_>,
+    mut store: impl FnMut(usize, &[f32; LANES]),
+) {
     let mut i = 0;
     while i + 4 <= rows {
-        for (r, acc) in tile::<4>(lhs, i, rhs).iter().enumerate() {
+        for (r, acc) in tile::<A, 4>(lhs, i, rhs).iter().enumerate() {
             store(i + r, acc);
         }
         i += 4;
     }
     while i < rows {
-        store(i, &tile::<1>(lhs, i, rhs)[0]);
+        store(i, &tile::<A, 1>(lhs, i, rhs)[0]);
         i += 1;
     }
 }
 
-avx2_dispatch! {
+simd_dispatch! {
 /// The attention of every (row, head): `attn = dropout(softmax(q k^T * scale)) v`, keeping the
 /// probabilities before dropout in `probs` when given.
 ///
@@ -491,7 +525,7 @@ fn attention_forward(
                     stride: tp,
                     at: jc,
                 };
-                tiled(t, q, kt, |i, acc| {
+                tiled::<A>(t, q, kt, |i, acc| {
                     for (o, a) in pm[i * tp + jc..i * tp + jc + LANES].iter_mut().zip(acc) {
                         *o = a * scale;
                     }
@@ -503,7 +537,7 @@ fn attention_forward(
             // Padded lanes are exponentiated too (whole vectors) and never read.
             for (row, &top) in s.pm[..t * tp].chunks_exact_mut(tp).zip(&s.rowv[..t]) {
                 for v in row.iter_mut() {
-                    *v = exp_nonpositive(*v - top);
+                    *v = exp_nonpositive::<A>(*v - top);
                 }
             }
             for (i, m) in s.rowv[..t].iter_mut().enumerate() {
@@ -537,7 +571,7 @@ fn attention_forward(
                     stride: dhp,
                     at: cc,
                 };
-                tiled(t, weights, vv, |i, acc| {
+                tiled::<A>(t, weights, vv, |i, acc| {
                     let out = (base + i) * d + hh * dh + cc;
                     copy_small(&mut attn[out..out + width], &acc[..width]);
                 });
@@ -548,7 +582,7 @@ fn attention_forward(
 
 }
 
-avx2_dispatch! {
+simd_dispatch! {
 /// Backward of [`attention_forward`]: writes d loss / d `[q | k | v]` into `dqkv` from
 /// d loss / d attention output `dattn`.
 #[inline(never)]
@@ -620,7 +654,7 @@ fn attention_backward(
                     stride: tp,
                     at: jc,
                 };
-                tiled(t, da, vt, |i, acc| {
+                tiled::<A>(t, da, vt, |i, acc| {
                     copy_small(&mut dpb[i * tp + jc..i * tp + jc + LANES], acc);
                 });
             }
@@ -632,7 +666,7 @@ fn attention_backward(
             }
             // Softmax backward, then the score scale: dS = p * (dP - <p, dP>) * scale.
             for (i, v) in s.rowv[..t].iter_mut().enumerate() {
-                *v = dot(&probs[poff + i * t..poff + (i + 1) * t], &s.dp[i * tp..i * tp + t]);
+                *v = dot::<A>(&probs[poff + i * t..poff + (i + 1) * t], &s.dp[i * tp..i * tp + t]);
             }
             for i in 0..t {
                 let p = &probs[poff + i * t..poff + (i + 1) * t];
@@ -671,7 +705,7 @@ fn attention_backward(
                     (1, ds_t, operand(&s.qq)),
                     (2, pm_t, operand(&s.da)),
                 ] {
-                    tiled(t, lhs, rhs, |i, acc| {
+                    tiled::<A>(t, lhs, rhs, |i, acc| {
                         let at = (base + i) * d3 + part * d + col;
                         copy_small(&mut dqkv[at..at + width], &acc[..width]);
                     });
@@ -986,7 +1020,7 @@ impl HostNet for HostTransformer {
                 Readout::Token((w, b)) => {
                     let (w, b) = (&params[*w], params[*b][0]);
                     for (v, x) in o.iter_mut().zip(xf.chunks_exact(d)) {
-                        *v = dot(x, w) + b;
+                        *v = dot::<Plain>(x, w) + b;
                     }
                 }
             }
@@ -1567,11 +1601,57 @@ mod tests {
     }
 
     #[test]
+    fn token_ids_need_exactly_one_one_per_token() {
+        let c = base();
+        let layout = crate::transformer::layout(
+            &spec(&c),
+            &OptimizerSpec::default(),
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        let Arch::Transformer(arch) = &layout.arch else {
+            unreachable!()
+        };
+        let one_hot = |id: usize| {
+            let mut b = vec![0.0f32; c.features];
+            b[id] = 1.0;
+            b
+        };
+        let row = |last: Vec<f32>| -> Vec<f32> {
+            let mut v: Vec<f32> = (0..c.tokens - 1).flat_map(|t| one_hot(t % 5)).collect();
+            v.extend(last);
+            v
+        };
+        assert_eq!(arch.token_ids(&row(one_hot(4)), 1), Some(vec![0, 1, 2, 4]));
+        let mut negative_zero = one_hot(2);
+        negative_zero[0] = -0.0;
+        assert_eq!(
+            arch.token_ids(&row(negative_zero), 1),
+            Some(vec![0, 1, 2, 2])
+        );
+        let mut two = one_hot(1);
+        two[3] = 1.0;
+        let mut half = one_hot(1);
+        half[3] = 0.5;
+        let mut nan = one_hot(1);
+        nan[0] = f32::NAN;
+        for bad in [two, half, nan, vec![0.0; c.features], vec![0.5; c.features]] {
+            assert_eq!(arch.token_ids(&row(bad), 1), None);
+        }
+        assert_eq!(arch.token_ids(&row(one_hot(0)), 2), None, "wrong length");
+    }
+
+    #[test]
     fn exp_is_accurate_on_its_domain() {
         let mut x = 0.0f32;
         while x > -90.0 {
             let want = f64::from(x).exp().max(f64::from(-87.0f32).exp());
-            let got = f64::from(exp_nonpositive(x));
+            let got = f64::from(exp_nonpositive::<Plain>(x));
+            let fused = f64::from(exp_nonpositive::<Fused>(x));
+            assert!(
+                ((fused - want) / want).abs() < 3e-7,
+                "fused exp({x}) = {fused}"
+            );
             assert!(
                 ((got - want) / want).abs() < 3e-7,
                 "exp({x}) = {got}, want {want}"
