@@ -227,7 +227,7 @@ fn max(a: &[f32]) -> f32 {
 /// width. Returns `1 / std` and writes the normalised values into `xhat` when given.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn add_norm(
+fn add_norm<A: Arith>(
     x: &[f32],
     o: &[f32],
     bias: &[f32],
@@ -255,7 +255,7 @@ fn add_norm(
     for v in out.iter_mut() {
         *v -= mean;
     }
-    let var = dot::<Plain>(out, out) / d as f32;
+    let var = dot::<A>(out, out) / d as f32;
     let rstd = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
     match xhat {
         Some(xh) => {
@@ -276,7 +276,7 @@ fn add_norm(
 
 /// LayerNorm backward over `n x d`, in place: `g` holds d loss / d output and receives
 /// d loss / d input; adds the weight and bias gradients.
-fn norm_backward(
+fn norm_backward<A: Arith>(
     g: &mut [f32],
     xhat: &[f32],
     rstd: &[f32],
@@ -292,7 +292,7 @@ fn norm_backward(
             dbeta[c] += row[c];
             row[c] *= gamma[c];
         }
-        let (m1, m2) = (sum(row) * inv_d, dot::<Plain>(row, xh) * inv_d);
+        let (m1, m2) = (sum(row) * inv_d, dot::<A>(row, xh) * inv_d);
         for c in 0..d {
             row[c] = r * (row[c] - m1 - xh[c] * m2);
         }
@@ -728,6 +728,7 @@ fn layer_masks(masks: &[Vec<f32>], l: usize) -> LayerMasks<'_> {
     Some([&m[0], &m[1], &m[2], &m[3]])
 }
 
+simd_dispatch! {
 /// One encoder layer from `xin` into `xout`; keeps the backward's values in `rec` when `record`.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
@@ -796,7 +797,7 @@ fn layer_forward(
     for i in 0..n {
         let span = i * d..(i + 1) * d;
         let xhat = record.then(|| &mut rec.xhat1[span.clone()]);
-        let r = add_norm(
+        let r = add_norm::<A>(
             &xin[span.clone()],
             &tmp[span.clone()],
             bo,
@@ -854,7 +855,7 @@ fn layer_forward(
     for i in 0..n {
         let span = i * d..(i + 1) * d;
         let xhat = record.then(|| &mut rec.xhat2[span.clone()]);
-        let r = add_norm(
+        let r = add_norm::<A>(
             &rec.x1[span.clone()],
             &tmp[span.clone()],
             bf2,
@@ -869,6 +870,7 @@ fn layer_forward(
         }
     }
 }
+}
 
 /// `out = x[bos rows] viewed as rows x d`: token 0 of every row of an `n x d` matrix.
 fn bos_view(x: &[f32], z: Dims) -> MatRef<'_> {
@@ -879,6 +881,282 @@ fn bos_view(x: &[f32], z: Dims) -> MatRef<'_> {
         rs: z.t * z.d,
         cs: 1,
     }
+}
+
+simd_dispatch! {
+/// The backward of the forward recorded in `ws` (`z` its sizes): adds every parameter gradient
+/// into `grads`.
+#[inline(never)]
+fn backward_pass(
+    a: &TransformerArch,
+    z: Dims,
+    ws: &mut Workspace,
+    params: &[Vec<f32>],
+    head_grads: &Outputs,
+    grads: &mut [Vec<f32>],
+) {
+    let Dims { t, d, ff, n, rows, .. } = z;
+    let d3 = 3 * d;
+    let Workspace {
+        xs,
+        layers,
+        head,
+        masks,
+        tokens,
+        input,
+        dx,
+        dtmp,
+        dattn,
+        dqkv,
+        dff,
+        dw,
+        gpos,
+        masked,
+        ..
+    } = ws;
+    let masked = *masked;
+    let nl = a.layers.len();
+    let xf = &xs[nl];
+    grow(dx, n * d);
+    dx.fill(0.0);
+    // Readouts.
+    for (j, r) in a.readouts.iter().enumerate() {
+        let g = head_grads.head(j);
+        match r {
+            Readout::Pooled((w, b)) => {
+                let dim = params[*b].len();
+                gemm(
+                    MatMut::new(&mut grads[*w], d, dim),
+                    bos_view(xf, z).t(),
+                    MatRef::new(g, rows, dim),
+                    true,
+                );
+                add_colsum(&mut grads[*b], g, dim);
+                gemm(
+                    MatMut {
+                        data: dx,
+                        rows,
+                        cols: d,
+                        rs: t * d,
+                        cs: 1,
+                    },
+                    MatRef::new(g, rows, dim),
+                    MatRef::new(&params[*w], d, dim).t(),
+                    true,
+                );
+            }
+            Readout::TokenWord {
+                position,
+                word,
+                words,
+            } => {
+                let words = *words;
+                gemm(
+                    MatMut::new(&mut grads[word.0], d, words),
+                    MatRef::new(xf, n, d).t(),
+                    MatRef::new(g, n, words),
+                    true,
+                );
+                add_colsum(&mut grads[word.1], g, words);
+                grow(gpos, n);
+                for (p, row) in gpos.iter_mut().zip(g.chunks_exact(words)) {
+                    *p = row.iter().sum();
+                }
+                gemm(
+                    MatMut::new(dx, n, d),
+                    MatRef::new(g, n, words),
+                    MatRef::new(&params[word.0], d, words).t(),
+                    true,
+                );
+                gemm(
+                    MatMut::new(&mut grads[position.0], d, t),
+                    bos_view(xf, z).t(),
+                    MatRef::new(gpos, rows, t),
+                    true,
+                );
+                add_colsum(&mut grads[position.1], gpos, t);
+                gemm(
+                    MatMut {
+                        data: dx,
+                        rows,
+                        cols: d,
+                        rs: t * d,
+                        cs: 1,
+                    },
+                    MatRef::new(gpos, rows, t),
+                    MatRef::new(&params[position.0], d, t).t(),
+                    true,
+                );
+            }
+            Readout::Token((w, b)) => {
+                let mut db = 0.0f32;
+                {
+                    let dwv = &mut grads[*w];
+                    for (&gi, x) in g.iter().zip(xf.chunks_exact(d)) {
+                        db += gi;
+                        for (acc, v) in dwv.iter_mut().zip(x) {
+                            *acc += v * gi;
+                        }
+                    }
+                }
+                grads[*b][0] += db;
+                let wv = &params[*w];
+                for (&gi, row) in g.iter().zip(dx.chunks_exact_mut(d)) {
+                    for (acc, v) in row.iter_mut().zip(wv) {
+                        *acc += gi * v;
+                    }
+                }
+            }
+        }
+    }
+    // Layers, last first; `dx` holds d loss / d layer output.
+    for l in (0..nl).rev() {
+        let lp = &a.layers[l];
+        let rec = &layers[l];
+        let xin = &xs[l];
+        let lm = layer_masks(masks, l);
+        // Second LayerNorm: dx becomes d loss / d (x1 + ff).
+        {
+            let (gw, gb) = two_mut(grads, lp.norm2.0, lp.norm2.1);
+            norm_backward::<A>(dx, &rec.xhat2, &rec.rstd2, &params[lp.norm2.0], gw, gb);
+        }
+        // Feed-forward.
+        let dg: &[f32] = match lm {
+            Some(m) => {
+                grow(dtmp, n * d);
+                for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[3]) {
+                    *o = v * k;
+                }
+                &dtmp[..]
+            }
+            None => &dx[..],
+        };
+        add_colsum(&mut grads[lp.ff2.1], dg, d);
+        let hidden: &[f32] = if masked { &rec.f1m } else { &rec.f1 };
+        gemm(
+            MatMut::new(&mut grads[lp.ff2.0], ff, d),
+            MatRef::new(hidden, n, ff).t(),
+            MatRef::new(dg, n, d),
+            true,
+        );
+        grow(dff, n * ff);
+        gemm(
+            MatMut::new(dff, n, ff),
+            MatRef::new(dg, n, d),
+            MatRef::new(&params[lp.ff2.0], ff, d).t(),
+            false,
+        );
+        match lm {
+            Some(m) => {
+                for ((g, f), k) in dff.iter_mut().zip(&rec.f1).zip(m[2]) {
+                    *g = if *f > 0.0 { *g * k } else { 0.0 };
+                }
+            }
+            None => {
+                for (g, f) in dff.iter_mut().zip(&rec.f1) {
+                    *g = if *f > 0.0 { *g } else { 0.0 };
+                }
+            }
+        }
+        add_colsum(&mut grads[lp.ff1.1], dff, ff);
+        gemm(
+            MatMut::new(&mut grads[lp.ff1.0], d, ff),
+            MatRef::new(&rec.x1, n, d).t(),
+            MatRef::new(dff, n, ff),
+            true,
+        );
+        gemm(
+            MatMut::new(dx, n, d),
+            MatRef::new(dff, n, ff),
+            MatRef::new(&params[lp.ff1.0], d, ff).t(),
+            true,
+        );
+        // First LayerNorm: dx becomes d loss / d (x + attention output).
+        {
+            let (gw, gb) = two_mut(grads, lp.norm1.0, lp.norm1.1);
+            norm_backward::<A>(dx, &rec.xhat1, &rec.rstd1, &params[lp.norm1.0], gw, gb);
+        }
+        // Output projection.
+        let dout: &[f32] = match lm {
+            Some(m) => {
+                grow(dtmp, n * d);
+                for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[1]) {
+                    *o = v * k;
+                }
+                &dtmp[..]
+            }
+            None => &dx[..],
+        };
+        add_colsum(&mut grads[lp.out.1], dout, d);
+        gemm(
+            MatMut::new(&mut grads[lp.out.0], d, d),
+            MatRef::new(&rec.attn, n, d).t(),
+            MatRef::new(dout, n, d),
+            true,
+        );
+        grow(dattn, n * d);
+        gemm(
+            MatMut::new(dattn, n, d),
+            MatRef::new(dout, n, d),
+            MatRef::new(&params[lp.out.0], d, d).t(),
+            false,
+        );
+        // Attention.
+        grow(dqkv, n * d3);
+        attention_backward(z, &rec.qkv, &rec.probs, dattn, lm.map(|m| m[0]), dqkv, head);
+        grow(dw, d * d3 + d3);
+        let (dwm, dbv) = dw.split_at_mut(d * d3);
+        dbv.fill(0.0);
+        add_colsum(dbv, dqkv, d3);
+        gemm(
+            MatMut::new(dwm, d, d3),
+            MatRef::new(xin, n, d).t(),
+            MatRef::new(dqkv, n, d3),
+            false,
+        );
+        for (part, (w, b)) in [lp.q, lp.k, lp.v].into_iter().enumerate() {
+            let gw = &mut grads[w];
+            for r in 0..d {
+                let src = &dwm[r * d3 + part * d..r * d3 + (part + 1) * d];
+                for (acc, v) in gw[r * d..(r + 1) * d].iter_mut().zip(src) {
+                    *acc += v;
+                }
+            }
+            for (acc, v) in grads[b].iter_mut().zip(&dbv[part * d..(part + 1) * d]) {
+                *acc += v;
+            }
+        }
+        gemm(
+            MatMut::new(dx, n, d),
+            MatRef::new(dqkv, n, d3),
+            MatRef::new(&rec.wqkv, d, d3).t(),
+            true,
+        );
+    }
+    // Embedding.
+    if let Some(m) = masks.first() {
+        mul_mask(dx, m);
+    }
+    let ge = &mut grads[a.embed];
+    match tokens {
+        Some(ids) => {
+            for (&id, row) in ids.iter().zip(dx.chunks_exact(d)) {
+                for (acc, v) in ge[id * d..(id + 1) * d].iter_mut().zip(row) {
+                    *acc += v;
+                }
+            }
+        }
+        None => {
+            let tf = a.token_features;
+            gemm(
+                MatMut::new(ge, tf, d),
+                MatRef::new(input, n, tf).t(),
+                MatRef::new(dx, n, d),
+                true,
+            );
+        }
+    }
+}
 }
 
 impl HostNet for HostTransformer {
@@ -1058,268 +1336,7 @@ impl HostNet for HostTransformer {
             return;
         }
         let z = self.dims(rows);
-        let Dims { t, d, ff, n, .. } = z;
-        let d3 = 3 * d;
-        let a = &self.arch;
-        let Workspace {
-            xs,
-            layers,
-            head,
-            masks,
-            tokens,
-            input,
-            dx,
-            dtmp,
-            dattn,
-            dqkv,
-            dff,
-            dw,
-            gpos,
-            masked,
-            ..
-        } = &mut self.ws;
-        let masked = *masked;
-        let nl = a.layers.len();
-        let xf = &xs[nl];
-        grow(dx, n * d);
-        dx.fill(0.0);
-        // Readouts.
-        for (j, r) in a.readouts.iter().enumerate() {
-            let g = head_grads.head(j);
-            match r {
-                Readout::Pooled((w, b)) => {
-                    let dim = params[*b].len();
-                    gemm(
-                        MatMut::new(&mut grads[*w], d, dim),
-                        bos_view(xf, z).t(),
-                        MatRef::new(g, rows, dim),
-                        true,
-                    );
-                    add_colsum(&mut grads[*b], g, dim);
-                    gemm(
-                        MatMut {
-                            data: dx,
-                            rows,
-                            cols: d,
-                            rs: t * d,
-                            cs: 1,
-                        },
-                        MatRef::new(g, rows, dim),
-                        MatRef::new(&params[*w], d, dim).t(),
-                        true,
-                    );
-                }
-                Readout::TokenWord {
-                    position,
-                    word,
-                    words,
-                } => {
-                    let words = *words;
-                    gemm(
-                        MatMut::new(&mut grads[word.0], d, words),
-                        MatRef::new(xf, n, d).t(),
-                        MatRef::new(g, n, words),
-                        true,
-                    );
-                    add_colsum(&mut grads[word.1], g, words);
-                    grow(gpos, n);
-                    for (p, row) in gpos.iter_mut().zip(g.chunks_exact(words)) {
-                        *p = row.iter().sum();
-                    }
-                    gemm(
-                        MatMut::new(dx, n, d),
-                        MatRef::new(g, n, words),
-                        MatRef::new(&params[word.0], d, words).t(),
-                        true,
-                    );
-                    gemm(
-                        MatMut::new(&mut grads[position.0], d, t),
-                        bos_view(xf, z).t(),
-                        MatRef::new(gpos, rows, t),
-                        true,
-                    );
-                    add_colsum(&mut grads[position.1], gpos, t);
-                    gemm(
-                        MatMut {
-                            data: dx,
-                            rows,
-                            cols: d,
-                            rs: t * d,
-                            cs: 1,
-                        },
-                        MatRef::new(gpos, rows, t),
-                        MatRef::new(&params[position.0], d, t).t(),
-                        true,
-                    );
-                }
-                Readout::Token((w, b)) => {
-                    let mut db = 0.0f32;
-                    {
-                        let dwv = &mut grads[*w];
-                        for (&gi, x) in g.iter().zip(xf.chunks_exact(d)) {
-                            db += gi;
-                            for (acc, v) in dwv.iter_mut().zip(x) {
-                                *acc += v * gi;
-                            }
-                        }
-                    }
-                    grads[*b][0] += db;
-                    let wv = &params[*w];
-                    for (&gi, row) in g.iter().zip(dx.chunks_exact_mut(d)) {
-                        for (acc, v) in row.iter_mut().zip(wv) {
-                            *acc += gi * v;
-                        }
-                    }
-                }
-            }
-        }
-        // Layers, last first; `dx` holds d loss / d layer output.
-        for l in (0..nl).rev() {
-            let lp = &a.layers[l];
-            let rec = &layers[l];
-            let xin = &xs[l];
-            let lm = layer_masks(masks, l);
-            // Second LayerNorm: dx becomes d loss / d (x1 + ff).
-            {
-                let (gw, gb) = two_mut(grads, lp.norm2.0, lp.norm2.1);
-                norm_backward(dx, &rec.xhat2, &rec.rstd2, &params[lp.norm2.0], gw, gb);
-            }
-            // Feed-forward.
-            let dg: &[f32] = match lm {
-                Some(m) => {
-                    grow(dtmp, n * d);
-                    for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[3]) {
-                        *o = v * k;
-                    }
-                    &dtmp[..]
-                }
-                None => &dx[..],
-            };
-            add_colsum(&mut grads[lp.ff2.1], dg, d);
-            let hidden: &[f32] = if masked { &rec.f1m } else { &rec.f1 };
-            gemm(
-                MatMut::new(&mut grads[lp.ff2.0], ff, d),
-                MatRef::new(hidden, n, ff).t(),
-                MatRef::new(dg, n, d),
-                true,
-            );
-            grow(dff, n * ff);
-            gemm(
-                MatMut::new(dff, n, ff),
-                MatRef::new(dg, n, d),
-                MatRef::new(&params[lp.ff2.0], ff, d).t(),
-                false,
-            );
-            match lm {
-                Some(m) => {
-                    for ((g, f), k) in dff.iter_mut().zip(&rec.f1).zip(m[2]) {
-                        *g = if *f > 0.0 { *g * k } else { 0.0 };
-                    }
-                }
-                None => {
-                    for (g, f) in dff.iter_mut().zip(&rec.f1) {
-                        *g = if *f > 0.0 { *g } else { 0.0 };
-                    }
-                }
-            }
-            add_colsum(&mut grads[lp.ff1.1], dff, ff);
-            gemm(
-                MatMut::new(&mut grads[lp.ff1.0], d, ff),
-                MatRef::new(&rec.x1, n, d).t(),
-                MatRef::new(dff, n, ff),
-                true,
-            );
-            gemm(
-                MatMut::new(dx, n, d),
-                MatRef::new(dff, n, ff),
-                MatRef::new(&params[lp.ff1.0], d, ff).t(),
-                true,
-            );
-            // First LayerNorm: dx becomes d loss / d (x + attention output).
-            {
-                let (gw, gb) = two_mut(grads, lp.norm1.0, lp.norm1.1);
-                norm_backward(dx, &rec.xhat1, &rec.rstd1, &params[lp.norm1.0], gw, gb);
-            }
-            // Output projection.
-            let dout: &[f32] = match lm {
-                Some(m) => {
-                    grow(dtmp, n * d);
-                    for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[1]) {
-                        *o = v * k;
-                    }
-                    &dtmp[..]
-                }
-                None => &dx[..],
-            };
-            add_colsum(&mut grads[lp.out.1], dout, d);
-            gemm(
-                MatMut::new(&mut grads[lp.out.0], d, d),
-                MatRef::new(&rec.attn, n, d).t(),
-                MatRef::new(dout, n, d),
-                true,
-            );
-            grow(dattn, n * d);
-            gemm(
-                MatMut::new(dattn, n, d),
-                MatRef::new(dout, n, d),
-                MatRef::new(&params[lp.out.0], d, d).t(),
-                false,
-            );
-            // Attention.
-            grow(dqkv, n * d3);
-            attention_backward(z, &rec.qkv, &rec.probs, dattn, lm.map(|m| m[0]), dqkv, head);
-            grow(dw, d * d3 + d3);
-            let (dwm, dbv) = dw.split_at_mut(d * d3);
-            dbv.fill(0.0);
-            add_colsum(dbv, dqkv, d3);
-            gemm(
-                MatMut::new(dwm, d, d3),
-                MatRef::new(xin, n, d).t(),
-                MatRef::new(dqkv, n, d3),
-                false,
-            );
-            for (part, (w, b)) in [lp.q, lp.k, lp.v].into_iter().enumerate() {
-                let gw = &mut grads[w];
-                for r in 0..d {
-                    let src = &dwm[r * d3 + part * d..r * d3 + (part + 1) * d];
-                    for (acc, v) in gw[r * d..(r + 1) * d].iter_mut().zip(src) {
-                        *acc += v;
-                    }
-                }
-                for (acc, v) in grads[b].iter_mut().zip(&dbv[part * d..(part + 1) * d]) {
-                    *acc += v;
-                }
-            }
-            gemm(
-                MatMut::new(dx, n, d),
-                MatRef::new(dqkv, n, d3),
-                MatRef::new(&rec.wqkv, d, d3).t(),
-                true,
-            );
-        }
-        // Embedding.
-        if let Some(m) = masks.first() {
-            mul_mask(dx, m);
-        }
-        let ge = &mut grads[a.embed];
-        match tokens {
-            Some(ids) => {
-                for (&id, row) in ids.iter().zip(dx.chunks_exact(d)) {
-                    for (acc, v) in ge[id * d..(id + 1) * d].iter_mut().zip(row) {
-                        *acc += v;
-                    }
-                }
-            }
-            None => {
-                let tf = a.token_features;
-                gemm(
-                    MatMut::new(ge, tf, d),
-                    MatRef::new(input, n, tf).t(),
-                    MatRef::new(dx, n, d),
-                    true,
-                );
-            }
-        }
+        backward_pass(&self.arch, z, &mut self.ws, params, head_grads, grads);
     }
 
     fn fresh(&self) -> Box<dyn HostNet> {
