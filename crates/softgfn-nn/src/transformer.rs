@@ -334,14 +334,20 @@ impl TransformerArch {
         }
         let mut ids = Vec::with_capacity(rows * self.tokens);
         for block in input.chunks_exact(tf) {
-            // Counting passes (vectorised) instead of a branch per value: exactly one `1.0` and
-            // `tf - 1` zeros (NaN counts as neither).
-            let ones = block.iter().filter(|&&v| v == 1.0).count();
-            let zeros = block.iter().filter(|&&v| v == 0.0).count();
-            if ones != 1 || zeros != tf - 1 {
+            // One vectorisable pass instead of a branch per value: a one-hot block has exactly
+            // one `1.0` and `tf - 1` zeros (NaN counts as neither), and then the sum of the
+            // indices of its ones is the id.
+            let (mut ones, mut zeros, mut id) = (0u32, 0u32, 0u32);
+            for (j, &v) in (0u32..).zip(block) {
+                let one = u32::from(v == 1.0);
+                ones += one;
+                zeros += u32::from(v == 0.0);
+                id += one * j;
+            }
+            if ones != 1 || zeros as usize != tf - 1 {
                 return None;
             }
-            ids.push(block.iter().position(|&v| v == 1.0)?);
+            ids.push(id as usize);
         }
         Some(ids)
     }

@@ -1764,7 +1764,12 @@ mod timing {
                     *v = rng.gen_range(-1.0f32..1.0);
                 }
             }
+            let t0 = Instant::now();
             let tokens = arch.token_ids(&input, rows);
+            eprintln!(
+                "token ids of {rows} rows: {:.3} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
             let mut host = HostTransformer::new(arch);
             let mut out = Outputs::new();
             let mut grads: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
