@@ -27,124 +27,46 @@ pub(crate) trait HostNet: Send + Sync + std::fmt::Debug {
     fn fresh(&self) -> Box<dyn HostNet>;
 }
 
-/// A strided read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MatRef<'a> {
-    pub data: &'a [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a> MatRef<'a> {
-    /// A row-major `rows x cols` matrix.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose (no copy).
-    pub fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// A strided mutable matrix view.
-#[derive(Debug)]
-pub(crate) struct MatMut<'a> {
-    pub data: &'a mut [f32],
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a> MatMut<'a> {
-    /// A row-major `rows x cols` matrix.
-    pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-}
-
-/// `dst = lhs @ rhs` (or `dst += lhs @ rhs` with `accumulate`) through the `gemm` crate, with
-/// the parallelism dfdx's CPU matmul uses.
-///
-/// # Panics
-/// If the shapes disagree or a view reaches past its slice.
+/// `c = a @ b` (or `c += a @ b` with `accum`) over strided views `[row stride, column stride]`
+/// (provisional: the shared seam provides this).
+#[allow(clippy::too_many_arguments)]
 #[allow(unsafe_code)]
-pub(crate) fn gemm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) {
+pub(crate) fn matmul(
+    (m, k, n): (usize, usize, usize),
+    accum: bool,
+    a: &[f32],
+    a_strides: [usize; 2],
+    b: &[f32],
+    b_strides: [usize; 2],
+    c: &mut [f32],
+    c_strides: [usize; 2],
+) {
+    let fits = |rows: usize, cols: usize, st: [usize; 2], len: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * st[0] + (cols - 1) * st[1] < len
+    };
     assert!(
-        lhs.rows == dst.rows && rhs.cols == dst.cols && lhs.cols == rhs.rows,
-        "gemm shapes: {}x{} @ {}x{} into {}x{}",
-        lhs.rows,
-        lhs.cols,
-        rhs.rows,
-        rhs.cols,
-        dst.rows,
-        dst.cols
+        fits(m, k, a_strides, a.len())
+            && fits(k, n, b_strides, b.len())
+            && fits(m, n, c_strides, c.len()),
+        "matmul views out of bounds"
     );
-    let dst_fits = dst.rows == 0
-        || dst.cols == 0
-        || (dst.rows - 1) * dst.rs + (dst.cols - 1) * dst.cs < dst.data.len();
-    assert!(
-        lhs.fits() && rhs.fits() && dst_fits,
-        "gemm view out of bounds"
-    );
-    if dst.rows == 0 || dst.cols == 0 {
-        return;
-    }
-    if lhs.cols == 0 {
-        if !accumulate {
-            for i in 0..dst.rows {
-                for j in 0..dst.cols {
-                    dst.data[i * dst.rs + j * dst.cs] = 0.0;
-                }
-            }
-        }
-        return;
-    }
-    // SAFETY: every view was checked above to address only elements inside its slice; `dst` is
-    // a unique borrow, so it does not alias `lhs` or `rhs` (shared borrows).
+    // SAFETY: every view lies inside its slice (asserted); `c` is a unique borrow.
     unsafe {
         gemm::gemm(
-            dst.rows,
-            dst.cols,
-            lhs.cols,
-            dst.data.as_mut_ptr(),
-            dst.cs as isize,
-            dst.rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_strides[1] as isize,
+            c_strides[0] as isize,
+            accum,
+            a.as_ptr(),
+            a_strides[1] as isize,
+            a_strides[0] as isize,
+            b.as_ptr(),
+            b_strides[1] as isize,
+            b_strides[0] as isize,
+            if accum { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -152,9 +74,4 @@ pub(crate) fn gemm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate
             gemm::Parallelism::Rayon(rayon::current_num_threads()),
         );
     }
-}
-
-/// Resizes `v` to `len` (never shrinks the allocation); contents are unspecified.
-pub(crate) fn grow(v: &mut Vec<f32>, len: usize) {
-    v.resize(len, 0.0);
 }

@@ -18,9 +18,96 @@
 //! is allocated once the workspace has grown to the largest batch. Results equal the dfdx path
 //! to rounding (GEMM blocking and `exp` differ in the last bits), see the tests.
 
-use super::{HostNet, MatMut, MatRef, gemm, grow};
+use super::{HostNet, matmul};
 use crate::Outputs;
 use crate::transformer::{LAYER_NORM_EPS, LayerParams, Readout, TransformerArch};
+
+/// A strided read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows x cols` matrix.
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// A strided mutable matrix view.
+#[derive(Debug)]
+struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A row-major `rows x cols` matrix.
+    fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+}
+
+/// `dst = lhs @ rhs`, or `dst += lhs @ rhs` with `accumulate` (the seam's GEMM).
+fn gemm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) {
+    assert!(
+        lhs.rows == dst.rows && rhs.cols == dst.cols && lhs.cols == rhs.rows,
+        "gemm shapes: {}x{} @ {}x{} into {}x{}",
+        lhs.rows,
+        lhs.cols,
+        rhs.rows,
+        rhs.cols,
+        dst.rows,
+        dst.cols
+    );
+    matmul(
+        (dst.rows, lhs.cols, dst.cols),
+        accumulate,
+        lhs.data,
+        [lhs.rs, lhs.cs],
+        rhs.data,
+        [rhs.rs, rhs.cs],
+        dst.data,
+        [dst.rs, dst.cs],
+    );
+}
+
+/// Resizes `v` to exactly `len` values (the allocation never shrinks; values that were there
+/// stay, new ones are zero).
+fn grow(v: &mut Vec<f32>, len: usize) {
+    v.resize(len, 0.0);
+}
 
 /// What one encoder layer keeps for the backward (in an inference forward, one instance is
 /// reused by every layer).
