@@ -198,6 +198,8 @@ struct Workspace {
 pub(crate) struct HostTransformer {
     arch: TransformerArch,
     ws: Workspace,
+    /// Most token rows of one pass of an inference forward ([`INFERENCE_TOKEN_ROWS`]).
+    chunk_token_rows: usize,
 }
 
 impl HostTransformer {
@@ -205,6 +207,7 @@ impl HostTransformer {
         Self {
             arch: arch.clone(),
             ws: Workspace::default(),
+            chunk_token_rows: INFERENCE_TOKEN_ROWS,
         }
     }
 }
@@ -807,13 +810,45 @@ fn attention_backward(
 /// feed-forward.
 type LayerMasks<'a> = Option<[&'a [f32]; 4]>;
 
-fn layer_masks(masks: &[Vec<f32>], l: usize) -> LayerMasks<'_> {
-    if masks.is_empty() {
-        return None;
-    }
-    let m = &masks[1 + 4 * l..1 + 4 * l + 4];
-    Some([&m[0], &m[1], &m[2], &m[3]])
+/// Rows `r0 .. r1` of a forward's dropout masks (every mask is row-major with the batch row
+/// outermost, so a range of rows is a contiguous part of each).
+#[derive(Clone, Copy)]
+struct MaskRows<'a> {
+    masks: &'a [Vec<f32>],
+    rows: usize,
+    r0: usize,
+    r1: usize,
 }
+
+impl<'a> MaskRows<'a> {
+    fn get(&self, i: usize) -> Option<&'a [f32]> {
+        let m = self.masks.get(i)?;
+        let per_row = m.len() / self.rows;
+        Some(&m[self.r0 * per_row..self.r1 * per_row])
+    }
+
+    /// The masks of layer `l` (`None` in evaluation mode).
+    fn layer(&self, l: usize) -> LayerMasks<'a> {
+        if self.masks.is_empty() {
+            return None;
+        }
+        let at = 1 + 4 * l;
+        Some([
+            self.get(at)?,
+            self.get(at + 1)?,
+            self.get(at + 2)?,
+            self.get(at + 3)?,
+        ])
+    }
+}
+
+/// Most token rows (`rows * tokens`) of one pass of an inference forward: larger batches (the
+/// evaluation's, of up to some 2,000 rows) run in chunks of whole rows of about equal size, which
+/// bounds the inference workspace (about 40 values per token row, some 40 MB here at d_model
+/// 64). The sampler's and the training batches are far smaller and never chunked. A row's
+/// values can differ in the last bits with the size of the batch it is computed in (the GEMM
+/// picks its kernels by shape), so chunks are kept large.
+const INFERENCE_TOKEN_ROWS: usize = 16_384;
 
 simd_dispatch! {
 /// One encoder layer from `xin` into `xout`; keeps the backward's values in `rec` when `record`.
@@ -1101,7 +1136,13 @@ fn backward_pass(
         let lp = &a.layers[l];
         let rec = &layers[l];
         let xin = &xs[l];
-        let lm = layer_masks(masks, l);
+        let lm = MaskRows {
+            masks,
+            rows,
+            r0: 0,
+            r1: rows,
+        }
+        .layer(l);
         // Second LayerNorm: dx becomes d loss / d (x1 + ff).
         {
             let (gw, gb) = two_mut(grads, lp.norm2.0, lp.norm2.1);
@@ -1246,29 +1287,25 @@ fn backward_pass(
 }
 }
 
-impl HostNet for HostTransformer {
-    fn forward(
+impl HostTransformer {
+    /// The forward of `rows` rows into rows `row0 ..` of `out` (with `record`, of the whole
+    /// batch at once).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_rows(
         &mut self,
         params: &[Vec<f32>],
         input: &[f32],
         tokens: Option<&[usize]>,
         rows: usize,
-        masks: &[Vec<f32>],
+        masks: MaskRows<'_>,
         out: &mut Outputs,
+        row0: usize,
         record: bool,
     ) {
         let z = self.dims(rows);
         let Dims { t, d, n, .. } = z;
         let a = &self.arch;
         let ws = &mut self.ws;
-        ws.recorded = false;
-        if rows == 0 {
-            if record {
-                ws.rows = 0;
-                ws.recorded = true;
-            }
-            return;
-        }
         let layers = a.layers.len();
         let nx = if record { layers + 1 } else { 2 };
         if ws.xs.len() < nx {
@@ -1309,7 +1346,7 @@ impl HostNet for HostTransformer {
                     }
                 }
             }
-            if let Some(m) = masks.first() {
+            if let Some(m) = masks.get(0) {
                 mul_mask(x0, m);
             }
         }
@@ -1336,17 +1373,17 @@ impl HostNet for HostTransformer {
                 xout,
                 &mut ws.tmp,
                 &mut ws.head,
-                layer_masks(masks, l),
+                masks.layer(l),
                 record,
             );
         }
         let xf = &ws.xs[if record { layers } else { layers % 2 }];
         // Readouts, straight into the head outputs.
         for (j, r) in a.readouts.iter().enumerate() {
-            let o = out.head_mut(j);
+            let dim = out.dim(j);
+            let o = &mut out.head_mut(j)[row0 * dim..(row0 + rows) * dim];
             match r {
                 Readout::Pooled((w, b)) => {
-                    let dim = params[*b].len();
                     gemm(
                         MatMut::new(o, rows, dim),
                         bos_view(xf, z),
@@ -1390,7 +1427,52 @@ impl HostNet for HostTransformer {
                 }
             }
         }
+    }
+}
+
+impl HostNet for HostTransformer {
+    fn forward(
+        &mut self,
+        params: &[Vec<f32>],
+        input: &[f32],
+        tokens: Option<&[usize]>,
+        rows: usize,
+        masks: &[Vec<f32>],
+        out: &mut Outputs,
+        record: bool,
+    ) {
+        self.ws.recorded = false;
+        let t = self.arch.tokens;
+        let most = (self.chunk_token_rows / t).max(1);
+        let chunk = if record || rows <= most {
+            rows.max(1)
+        } else {
+            rows.div_ceil(rows.div_ceil(most))
+        };
+        let width = self.arch.token_features * t;
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + chunk).min(rows);
+            let view = MaskRows {
+                masks,
+                rows,
+                r0,
+                r1,
+            };
+            self.forward_rows(
+                params,
+                &input[r0 * width..r1 * width],
+                tokens.map(|ids| &ids[r0 * t..r1 * t]),
+                r1 - r0,
+                view,
+                out,
+                r0,
+                record,
+            );
+            r0 = r1;
+        }
         if record {
+            let ws = &mut self.ws;
             ws.rows = rows;
             ws.recorded = true;
             ws.masked = !masks.is_empty();
@@ -1701,6 +1783,55 @@ mod tests {
         ];
         for c in cases {
             check(c);
+        }
+    }
+
+    /// Inference forwards of large batches run in chunks of rows: the same values to rounding.
+    #[test]
+    fn chunked_inference_gives_the_same_values() {
+        for c in [
+            Case { rows: 11, ..base() },
+            Case {
+                rows: 9,
+                dropout: 0.3,
+                one_hot: false,
+                ..base()
+            },
+        ] {
+            let s = spec(&c);
+            let layout = crate::transformer::layout(
+                &s,
+                &OptimizerSpec::default(),
+                &mut ChaCha8Rng::seed_from_u64(1),
+            )
+            .unwrap();
+            let Arch::Transformer(arch) = &layout.arch else {
+                unreachable!()
+            };
+            let params: Vec<Vec<f32>> = layout.values[..layout.values.len() - 1].to_vec();
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let input: Vec<f32> = (0..c.rows * c.tokens * c.features)
+                .map(|_| rng.gen_range(-1.0f32..1.0))
+                .collect();
+            let masks = arch.dropout_masks(c.rows, &mut rng);
+            let dims: Vec<usize> = s.heads.iter().map(|h| h.dim).collect();
+            let (mut whole, mut chunked) = (Outputs::new(), Outputs::new());
+            whole.resize(c.rows, &dims);
+            chunked.resize(c.rows, &dims);
+            let mut host = HostTransformer::new(arch);
+            host.forward(&params, &input, None, c.rows, &masks, &mut whole, false);
+            for chunk_rows in [1, 2, 4] {
+                host.chunk_token_rows = chunk_rows * c.tokens;
+                host.forward(&params, &input, None, c.rows, &masks, &mut chunked, false);
+                for h in 0..dims.len() {
+                    close(
+                        &format!("{c:?}, {chunk_rows} rows, head {h}"),
+                        whole.head(h),
+                        chunked.head(h),
+                        1e-6,
+                    );
+                }
+            }
         }
     }
 
