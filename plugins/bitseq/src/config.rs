@@ -35,12 +35,16 @@ pub const MAX_SPEARMAN_ROUNDS: usize = 10_000;
 /// | `mode_threshold` | 30 | a mode is found once a sample lies within this Hamming distance | >= 0 (>= `n` finds every mode at the first sample) |
 /// | `spearman_rounds` | 10 | construction orders per test string in the `log p̂` estimate of the `spearman` metric | 1..=10000 |
 /// | `spearman_strings` | 0 | evaluate `spearman` on the first this many test strings; 0 for all `n * num_modes` | 0, or 2..=`n * num_modes` |
+/// | `spearman_every` | 0 | training strings between `spearman` evaluations: computed at the first evaluation, then at the first evaluation after every further `spearman_every` strings; 0 for every evaluation | >= 0 |
 ///
 /// Each evaluation of `spearman` runs the policy on `strings * spearman_rounds * n/k` states
 /// (1,080,000 for the paper's 7,200 strings); CPU runs may lower `spearman_strings`. The test
 /// strings are ordered mode by mode (each mode, then copies with 1, 2, ... flipped bits), so the
 /// first `spearman_strings` strings cover the first `ceil(spearman_strings / n)` modes at every
-/// distance.
+/// distance. A long run can also evaluate `spearman` less often than `modes_found`: with 16
+/// trajectories per iteration, `spearman_every = 160000` computes it at iterations 0, 10k, 20k,
+/// ... when those are evaluation iterations (keep `checkpoint_every` a multiple of the evaluation
+/// interval, so that a resumed run computes it at the same iterations).
 ///
 /// The mode set is drawn from `softgfn_core::rng::stream(mode_seed, Stream::Environment)`; see
 /// [`crate::ModeSet::generate`]. Small instances need a matching alphabet, e.g. `n = 12`, `k = 3`,
@@ -68,6 +72,8 @@ pub struct BitseqConfig {
     pub spearman_rounds: usize,
     /// Number of test strings of the `spearman` metric (the first ones); 0 for all.
     pub spearman_strings: usize,
+    /// Training strings between evaluations of `spearman`; 0 for every evaluation.
+    pub spearman_every: u64,
 }
 
 impl Default for BitseqConfig {
@@ -83,6 +89,7 @@ impl Default for BitseqConfig {
             mode_threshold: 30,
             spearman_rounds: crate::metrics::DEFAULT_LOG_P_HAT_ROUNDS,
             spearman_strings: 0,
+            spearman_every: 0,
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct BitseqMonitor {
     orders: Rng,
     /// Identifies the instance (shape, threshold, modes) in saved states.
     fingerprint: u64,
+    /// Training strings between `spearman` evaluations (0: every evaluation).
+    every: u64,
+    /// `observed / every` at the last `spearman` evaluation (`None`: not computed yet).
+    last_bucket: Option<u64>,
 }
 
 impl BitseqMonitor {
@@ -72,6 +76,8 @@ impl BitseqMonitor {
             log_rewards,
             rounds: config.spearman_rounds,
             orders: rng,
+            every: config.spearman_every,
+            last_bucket: None,
         }
     }
 
@@ -144,11 +150,13 @@ impl Monitor for BitseqMonitor {
     }
 
     fn evaluate(&mut self, log_pf: &mut LogPf<'_>) -> Result<Vec<(String, f64)>> {
-        let rho = self.spearman(log_pf)?;
-        Ok(vec![
-            (MODES_FOUND.into(), self.tracker.found() as f64),
-            (SPEARMAN.into(), rho),
-        ])
+        let mut metrics = vec![(MODES_FOUND.into(), self.tracker.found() as f64)];
+        let bucket = self.tracker.observed().checked_div(self.every);
+        if bucket.is_none() || self.last_bucket.is_none() || bucket > self.last_bucket {
+            metrics.push((SPEARMAN.into(), self.spearman(log_pf)?));
+            self.last_bucket = bucket.or(Some(0));
+        }
+        Ok(metrics)
     }
 
     /// `BSM1`, the instance fingerprint (`u64`), the strings observed (`u64`), the number of
@@ -196,6 +204,10 @@ impl Monitor for BitseqMonitor {
             )));
         }
         let found: Vec<bool> = mask.iter().map(|&b| b == 1).collect();
-        self.tracker.set_found(&found, observed)
+        self.tracker.set_found(&found, observed)?;
+        // Checkpoints follow the evaluation of their iteration, so `spearman` was last due in
+        // the bucket the saved count is in.
+        self.last_bucket = observed.checked_div(self.every).or(Some(0));
+        Ok(())
     }
 }

@@ -333,3 +333,55 @@ fn spearman_parameters_are_validated() {
         7_200
     );
 }
+
+/// The names of the metrics of one evaluation.
+fn names_of(m: &mut dyn Monitor) -> Vec<String> {
+    let out = m.evaluate(&mut flat).unwrap();
+    out.into_iter().map(|(n, _)| n).collect()
+}
+
+#[test]
+fn spearman_every_computes_it_once_per_interval_of_training_strings_and_after_a_resume() {
+    let env = Bitseq::new(BitseqConfig {
+        spearman_every: 4,
+        ..small()
+    })
+    .unwrap();
+    let x = flipped(&env, 0, 1);
+    let observe = |m: &mut dyn Monitor, strings: usize| {
+        for _ in 0..strings {
+            m.observe(&x).unwrap();
+        }
+    };
+    let both = vec![MODES_FOUND.to_string(), SPEARMAN.to_string()];
+    let modes = vec![MODES_FOUND.to_string()];
+    let mut m = env.monitor().unwrap();
+    // Evaluations after 0, 2, 4, 5, 7, 8 and 13 strings: spearman at the first one, then at the
+    // first one in each new block of 4 strings (4, 8, 13), never twice in one block.
+    let mut seen = Vec::new();
+    for strings in [0, 2, 2, 1, 2, 1, 5] {
+        observe(m.as_mut(), strings);
+        seen.push(names_of(m.as_mut()));
+    }
+    let want = [&both, &modes, &both, &modes, &modes, &both, &both];
+    assert_eq!(seen.iter().collect::<Vec<_>>(), want);
+
+    // A monitor restored from a state saved after the evaluation at 5 strings continues the
+    // same schedule: no spearman at 7, then at 8.
+    let mut a = env.monitor().unwrap();
+    observe(a.as_mut(), 5);
+    let saved = a.save();
+    let mut b = env.monitor().unwrap();
+    b.restore(&saved).unwrap();
+    observe(b.as_mut(), 2);
+    assert_eq!(names_of(b.as_mut()), modes);
+    observe(b.as_mut(), 1);
+    assert_eq!(names_of(b.as_mut()), both);
+
+    // 0 (the default) computes it at every evaluation.
+    let mut every = Bitseq::new(small()).unwrap().monitor().unwrap();
+    assert_eq!(names_of(every.as_mut()), both);
+    assert_eq!(names_of(every.as_mut()), both);
+    let parsed = Bitseq::from_params(&serde_json::json!({"spearman_every": 160000})).unwrap();
+    assert_eq!(parsed.config().spearman_every, 160_000);
+}
