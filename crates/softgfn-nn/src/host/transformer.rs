@@ -365,8 +365,9 @@ fn add_norm<A: Arith>(
 }
 
 /// LayerNorm backward over `n x d`, in place: `g` holds d loss / d output and receives
-/// d loss / d input; adds the weight and bias gradients.
-fn norm_backward<A: Arith>(
+/// d loss / d input; adds the weight and bias gradients. (Not inlined into the AVX2 build of
+/// the backward: measured, that made the GEMMs after it markedly slower.)
+fn norm_backward(
     g: &mut [f32],
     xhat: &[f32],
     rstd: &[f32],
@@ -382,7 +383,7 @@ fn norm_backward<A: Arith>(
             dbeta[c] += row[c];
             row[c] *= gamma[c];
         }
-        let (m1, m2) = (sum(row) * inv_d, dot::<A>(row, xh) * inv_d);
+        let (m1, m2) = (sum(row) * inv_d, dot::<Plain>(row, xh) * inv_d);
         for c in 0..d {
             row[c] = r * (row[c] - m1 - xh[c] * m2);
         }
@@ -850,7 +851,6 @@ impl<'a> MaskRows<'a> {
 /// picks its kernels by shape), so chunks are kept large.
 const INFERENCE_TOKEN_ROWS: usize = 16_384;
 
-simd_dispatch! {
 /// One encoder layer from `xin` into `xout`; keeps the backward's values in `rec` when `record`.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
@@ -919,7 +919,7 @@ fn layer_forward(
     for i in 0..n {
         let span = i * d..(i + 1) * d;
         let xhat = record.then(|| &mut rec.xhat1[span.clone()]);
-        let r = add_norm::<A>(
+        let r = add_norm::<Plain>(
             &xin[span.clone()],
             &tmp[span.clone()],
             bo,
@@ -977,7 +977,7 @@ fn layer_forward(
     for i in 0..n {
         let span = i * d..(i + 1) * d;
         let xhat = record.then(|| &mut rec.xhat2[span.clone()]);
-        let r = add_norm::<A>(
+        let r = add_norm::<Plain>(
             &rec.x1[span.clone()],
             &tmp[span.clone()],
             bf2,
@@ -991,7 +991,6 @@ fn layer_forward(
             rec.rstd2[i] = r;
         }
     }
-}
 }
 
 /// `out = x[bos rows] viewed as rows x d`: token 0 of every row of an `n x d` matrix.
@@ -1079,10 +1078,14 @@ fn backward_pass(
                     MatRef::new(g, n, words),
                     true,
                 );
-                add_colsum(&mut grads[word.1], g, words);
+                // Word-bias gradient (column sums) and position gradient (row sums) in one pass.
                 grow(gpos, n);
+                let db = &mut grads[word.1];
                 for (p, row) in gpos.iter_mut().zip(g.chunks_exact(words)) {
-                    *p = row.iter().sum();
+                    for (acc, v) in db.iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                    *p = sum(row);
                 }
                 gemm(
                     MatMut::new(dx, n, d),
@@ -1146,7 +1149,7 @@ fn backward_pass(
         // Second LayerNorm: dx becomes d loss / d (x1 + ff).
         {
             let (gw, gb) = two_mut(grads, lp.norm2.0, lp.norm2.1);
-            norm_backward::<A>(dx, &rec.xhat2, &rec.rstd2, &params[lp.norm2.0], gw, gb);
+            norm_backward(dx, &rec.xhat2, &rec.rstd2, &params[lp.norm2.0], gw, gb);
         }
         // Feed-forward.
         let dg: &[f32] = match lm {
@@ -1202,7 +1205,7 @@ fn backward_pass(
         // First LayerNorm: dx becomes d loss / d (x + attention output).
         {
             let (gw, gb) = two_mut(grads, lp.norm1.0, lp.norm1.1);
-            norm_backward::<A>(dx, &rec.xhat1, &rec.rstd1, &params[lp.norm1.0], gw, gb);
+            norm_backward(dx, &rec.xhat1, &rec.rstd1, &params[lp.norm1.0], gw, gb);
         }
         // Output projection.
         let dout: &[f32] = match lm {
