@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use dfdx::shapes::{Axis, Rank0};
 use dfdx::tensor::{
@@ -14,6 +15,7 @@ use dfdx::tensor_ops::{Backward, BroadcastTo, ReshapeTo, SumTo, TryAdd, TryMatMu
 use crate::Device;
 use crate::error::backend_err;
 use crate::graph::GraphArch;
+use crate::host::HostNet;
 use crate::mlp::MlpArch;
 use crate::model::Backend;
 use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
@@ -41,6 +43,17 @@ pub(crate) enum Arch {
 }
 
 impl Arch {
+    /// The host kernel of this architecture ([`crate::host`]), if it has one.
+    pub(crate) fn host_net(&self) -> Option<Box<dyn HostNet>> {
+        match self {
+            Arch::Mlp(a) => Some(a.host_net()),
+            Arch::Transformer(a) => {
+                Some(Box::new(crate::host::transformer::HostTransformer::new(a)))
+            }
+            Arch::Graph(_) => None,
+        }
+    }
+
     /// Dropout masks for a training forward of `rows` rows, drawn from `rng` (empty when the
     /// architecture has no dropout).
     fn dropout_masks(&self, rows: usize, rng: &mut dyn rand::RngCore) -> DropoutMasks {
@@ -206,6 +219,75 @@ struct PendingForward<D: NetDevice> {
     input: Option<NetInput<D>>,
     /// The dropout masks of the forward, for the same reason.
     masks: DropoutMasks,
+    /// Whether the forward ran on the host kernels (its record is in the training instance).
+    host: bool,
+}
+
+/// The host-kernel path of a CPU backend (see [`crate::host`]).
+#[derive(Debug)]
+struct HostPath {
+    /// The parameter mirror and the inference instance, locked by the inference forwards.
+    infer: Mutex<HostInfer>,
+    /// The instance that records the training forward for its backward.
+    train: Box<dyn HostNet>,
+    /// Pending gradients of every parameter (scalars last), valid when `pending`: the host path
+    /// accumulates gradients here and hands them to the store at the step, so the store sees
+    /// the same sums the dfdx path builds (`g1 + g2 + ...`, each `g` from zero).
+    grads: Vec<Vec<f32>>,
+    /// One backward's gradients while others are pending.
+    scratch: Vec<Vec<f32>>,
+    /// Whether `grads` holds gradients not yet handed to the store.
+    pending: bool,
+}
+
+/// What the inference forwards share.
+#[derive(Debug)]
+struct HostInfer {
+    /// Host copies of the network parameters (scalars excluded), refreshed when `stale`.
+    params: Vec<Vec<f32>>,
+    /// Whether the parameters changed since the last refresh.
+    stale: bool,
+    /// The inference instance.
+    net: Box<dyn HostNet>,
+}
+
+impl HostPath {
+    /// The host path of `arch` with `num_params` parameters (scalars included), or `None` when
+    /// the architecture has no host kernel.
+    fn new(arch: &Arch, num_params: usize) -> Option<Self> {
+        let net = arch.host_net()?;
+        Some(Self {
+            train: net.fresh(),
+            infer: Mutex::new(HostInfer {
+                params: Vec::new(),
+                stale: true,
+                net,
+            }),
+            grads: vec![Vec::new(); num_params],
+            scratch: vec![Vec::new(); num_params],
+            pending: false,
+        })
+    }
+
+    fn mark_stale(&mut self) {
+        self.infer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stale = true;
+    }
+}
+
+/// Copies the network parameters of `store` into the mirror when it is stale.
+fn refresh_mirror<D: NetDevice>(store: &ParamStore<D>, num_net: usize, infer: &mut HostInfer) {
+    if !infer.stale {
+        return;
+    }
+    infer.params.resize_with(num_net, Vec::new);
+    for (k, p) in infer.params.iter_mut().enumerate() {
+        p.resize(store.meta()[k].numel(), 0.0);
+        store.value(k).copy_into(p);
+    }
+    infer.stale = false;
 }
 
 /// A network (any [`Arch`]) with heads and learned scalars on dfdx device `D`.
@@ -222,6 +304,10 @@ pub(crate) struct NetBackend<D: NetDevice> {
     /// Host mirror of the scalars (tiny, read every batch).
     scalar_cache: Vec<f32>,
     pending: Option<PendingForward<D>>,
+    /// The host kernels (CPU only, architectures that have them).
+    host: Option<HostPath>,
+    /// Run the dfdx path even where host kernels exist (tests compare the two).
+    reference: bool,
 }
 
 impl<D: NetDevice> fmt::Debug for NetBackend<D> {
@@ -325,6 +411,10 @@ impl<D: NetDevice> NetBackend<D> {
             arch,
         } = layout;
         let num_net = meta.len() - spec.scalars().len();
+        let host = match device {
+            Device::Cpu => HostPath::new(&arch, meta.len()),
+            Device::Cuda(_) => None,
+        };
         let store = ParamStore::new(dev.clone(), meta, values, groups, adam.clone())?;
         let mut backend = Self {
             dev,
@@ -337,9 +427,91 @@ impl<D: NetDevice> NetBackend<D> {
             store,
             scalar_cache: Vec::new(),
             pending: None,
+            host,
+            reference: false,
         };
         backend.refresh_scalars();
         Ok(backend)
+    }
+
+    /// The host path, unless absent or switched off for the reference kernels.
+    fn active_host(&self) -> Option<&HostPath> {
+        self.host.as_ref().filter(|_| !self.reference)
+    }
+
+    /// Marks the parameter mirror stale (after anything that changes parameters).
+    fn params_changed(&mut self) {
+        if let Some(h) = &mut self.host {
+            h.mark_stale();
+        }
+    }
+
+    /// Hands the host path's pending gradients to the store.
+    fn flush_host_grads(&mut self) -> Result<(), NnError> {
+        let Some(host) = &mut self.host else {
+            return Ok(());
+        };
+        if !host.pending {
+            return Ok(());
+        }
+        host.pending = false;
+        let grads = host
+            .grads
+            .iter()
+            .map(|g| {
+                self.dev
+                    .try_tensor_from_vec(g.clone(), (g.len(),))
+                    .map_err(backend_err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.accumulate(grads)
+    }
+
+    /// Runs the dfdx path instead of the host kernels (`on`), or back. Pending gradients are
+    /// kept; a pending forward is discarded.
+    pub(crate) fn set_reference(&mut self, on: bool) -> Result<(), NnError> {
+        self.flush_host_grads()?;
+        self.discard_pending();
+        self.reference = on;
+        Ok(())
+    }
+
+    /// The host backward of the pending host forward.
+    fn host_backward(&mut self, head_grads: &Outputs, scalar_grads: &[f32]) -> Result<(), NnError> {
+        let num_net = self.num_net;
+        let Some(host) = &mut self.host else {
+            return Err(NnError::NoPendingForward);
+        };
+        let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
+        refresh_mirror(&self.store, num_net, infer);
+        let target = if host.pending {
+            &mut host.scratch
+        } else {
+            &mut host.grads
+        };
+        for (t, m) in target.iter_mut().zip(self.store.meta()) {
+            t.resize(m.numel(), 0.0);
+            t.fill(0.0);
+        }
+        host.train
+            .backward(&infer.params, head_grads, &mut target[..num_net]);
+        for (t, &g) in target[num_net..].iter_mut().zip(scalar_grads) {
+            t[0] = g;
+        }
+        if host.pending {
+            for (acc, g) in host.grads.iter_mut().zip(&host.scratch) {
+                for (a, &v) in acc.iter_mut().zip(g) {
+                    *a += v;
+                }
+            }
+        }
+        host.pending = true;
+        if self.store.has_grads() {
+            // Gradients of the dfdx path are pending (the reference switch changed in the
+            // middle of a step): keep the order of the sums.
+            self.flush_host_grads()?;
+        }
+        Ok(())
     }
 
     fn refresh_scalars(&mut self) {
@@ -503,6 +675,22 @@ where
         if rows == 0 {
             return Ok(());
         }
+        if let Some(host) = self.active_host() {
+            let tokens = self.arch.token_ids(input, rows);
+            let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
+            let infer = &mut *guard;
+            refresh_mirror(&self.store, self.num_net, infer);
+            infer.net.forward(
+                &infer.params,
+                input,
+                tokens.as_deref(),
+                rows,
+                &[],
+                out,
+                false,
+            );
+            return Ok(());
+        }
         let x = self.input_tensor(input, rows)?;
         let heads = self
             .arch
@@ -525,6 +713,22 @@ where
             return Ok(());
         }
         let masks = self.arch.dropout_masks(rows, rng);
+        if let Some(host) = self.active_host() {
+            let tokens = self.arch.token_ids(input, rows);
+            let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
+            let infer = &mut *guard;
+            refresh_mirror(&self.store, self.num_net, infer);
+            infer.net.forward(
+                &infer.params,
+                input,
+                tokens.as_deref(),
+                rows,
+                &masks,
+                out,
+                false,
+            );
+            return Ok(());
+        }
         let x = self.input_tensor(input, rows)?;
         let heads = self
             .arch
@@ -547,6 +751,30 @@ where
         let token = graph_slot::new_token();
         let mut saved = None;
         let masks = self.arch.dropout_masks(rows, rng);
+        if !self.reference
+            && let Some(host) = &mut self.host
+        {
+            let tokens = self.arch.token_ids(input, rows);
+            let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
+            refresh_mirror(&self.store, self.num_net, infer);
+            host.train.forward(
+                &infer.params,
+                input,
+                tokens.as_deref(),
+                rows,
+                &masks,
+                out,
+                true,
+            );
+            self.pending = Some(PendingForward {
+                token,
+                rows,
+                input: None,
+                masks,
+                host: true,
+            });
+            return Ok(());
+        }
         if rows > 0 {
             let x = self.input_tensor(input, rows)?;
             let graph = self.record(x.clone(), rows, &masks).map_err(backend_err)?;
@@ -559,6 +787,7 @@ where
             rows,
             input: saved,
             masks,
+            host: false,
         });
         Ok(())
     }
@@ -579,6 +808,10 @@ where
         let Some(pending) = self.pending.take() else {
             return Err(NnError::NoPendingForward);
         };
+        if pending.host {
+            return self.host_backward(head_grads, scalar_grads);
+        }
+        self.flush_host_grads()?;
         let mut grads = self.network_grads(&pending, head_grads)?;
         for &g in scalar_grads {
             grads.push(
@@ -592,8 +825,10 @@ where
 
     fn step(&mut self) -> Result<f32, NnError> {
         self.discard_pending();
+        self.flush_host_grads()?;
         let norm = self.store.step();
         self.refresh_scalars();
+        self.params_changed();
         norm
     }
 
@@ -623,11 +858,27 @@ where
         self.store.set_named(params)?;
         self.discard_pending();
         self.refresh_scalars();
+        self.params_changed();
         Ok(())
     }
 
     fn gradients(&self) -> Vec<NamedTensor> {
-        self.store.gradients_named()
+        match &self.host {
+            // Host gradients are handed to the store at once while it holds some, so here
+            // the store has none.
+            Some(h) if h.pending => self
+                .store
+                .meta()
+                .iter()
+                .zip(&h.grads)
+                .map(|(m, g)| NamedTensor {
+                    name: m.name.clone(),
+                    shape: m.shape.clone(),
+                    data: g.clone(),
+                })
+                .collect(),
+            _ => self.store.gradients_named(),
+        }
     }
 
     fn optimizer_state(&self) -> OptimizerState {
@@ -650,6 +901,11 @@ where
             store: self.store.clone_fresh()?,
             scalar_cache: Vec::new(),
             pending: None,
+            host: match self.device {
+                Device::Cpu => HostPath::new(&self.arch, self.store.meta().len()),
+                Device::Cuda(_) => None,
+            },
+            reference: self.reference,
         };
         clone.refresh_scalars();
         Ok(Box::new(clone))
@@ -665,6 +921,7 @@ where
         }
         self.discard_pending();
         self.refresh_scalars();
+        self.params_changed();
         Ok(())
     }
 
@@ -691,7 +948,16 @@ where
         }
         self.discard_pending();
         self.refresh_scalars();
+        self.params_changed();
         Ok(())
+    }
+
+    fn set_reference_kernels(&mut self, on: bool) -> Result<(), NnError> {
+        self.set_reference(on)
+    }
+
+    fn uses_host_kernels(&self) -> bool {
+        self.active_host().is_some()
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -6,16 +6,20 @@ use rand::distributions::{Distribution, Uniform};
 use crate::backend::{
     Arch, Layout, Matrix, Shared, apply_learning_rates, groups, linear, push_scalars,
 };
+use crate::host::HostNet;
+use crate::host::mlp::{HostMlp, Linear};
 use crate::params::{NetDevice, ParamMeta, ParamStore};
 use crate::{MlpSpec, NnError, OptimizerSpec};
 
 /// The forward pass of an MLP: parameter indices of every linear layer.
 #[derive(Clone, Debug)]
 pub(crate) struct MlpArch {
-    /// `(weight, bias)` parameter indices of the torso layers, input side first.
-    torso: Vec<(usize, usize)>,
-    /// `(weight, bias)` parameter indices of each head's layer.
-    heads: Vec<(usize, usize)>,
+    /// Features per input row.
+    input_dim: usize,
+    /// The torso layers, input side first.
+    torso: Vec<Linear>,
+    /// Each head's layer.
+    heads: Vec<Linear>,
 }
 
 /// Parameters (per layer weight `[in, out]` then bias; torso, then heads, then scalars), groups
@@ -44,7 +48,12 @@ pub(crate) fn layout(
             group,
         });
         values.push((0..fan_out).map(|_| dist.sample(rng)).collect());
-        (meta.len() - 2, meta.len() - 1)
+        Linear {
+            w: meta.len() - 2,
+            b: meta.len() - 1,
+            fan_in,
+            fan_out,
+        }
     };
     let mut fan_in = spec.input_dim;
     let mut torso = Vec::new();
@@ -62,7 +71,11 @@ pub(crate) fn layout(
         meta,
         groups,
         values,
-        arch: Arch::Mlp(MlpArch { torso, heads }),
+        arch: Arch::Mlp(MlpArch {
+            input_dim: spec.input_dim,
+            torso,
+            heads,
+        }),
     };
     push_scalars(&mut layout, spec.heads.len(), &spec.scalars);
     Ok(layout)
@@ -80,13 +93,22 @@ impl MlpArch {
         T: Tape<f32, D> + Merge<NoneTape>,
     {
         let mut h = x;
-        for &layer in &self.torso {
-            h = linear(store, h, layer, rows)?.try_relu()?;
+        for layer in &self.torso {
+            h = linear(store, h, (layer.w, layer.b), rows)?.try_relu()?;
         }
         let mut h = Shared::new(h);
         self.heads
             .iter()
-            .map(|&layer| linear(store, h.take(), layer, rows))
+            .map(|layer| linear(store, h.take(), (layer.w, layer.b), rows))
             .collect()
+    }
+
+    /// The host kernel of this MLP.
+    pub(crate) fn host_net(&self) -> Box<dyn HostNet> {
+        Box::new(HostMlp::new(
+            self.input_dim,
+            self.torso.clone(),
+            self.heads.clone(),
+        ))
     }
 }

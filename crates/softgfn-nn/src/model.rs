@@ -47,6 +47,8 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn clone_fresh(&self) -> Result<Box<dyn Backend>, NnError>;
     fn copy_from(&mut self, source: &dyn Backend) -> Result<(), NnError>;
     fn polyak_from(&mut self, source: &dyn Backend, tau: f32) -> Result<(), NnError>;
+    fn set_reference_kernels(&mut self, on: bool) -> Result<(), NnError>;
+    fn uses_host_kernels(&self) -> bool;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -317,6 +319,24 @@ impl Model {
     /// both have the same parameter names and shapes.
     pub fn polyak_from(&mut self, source: &Model, tau: f32) -> Result<(), NnError> {
         self.backend.polyak_from(source.backend.as_ref(), tau)
+    }
+
+    /// Runs the reference (dfdx) kernels instead of the host kernels (`on`), or back; for tests
+    /// that compare the two on one model. Pending gradients are kept; a pending
+    /// [`forward_train`](Model::forward_train) is discarded.
+    ///
+    /// # Errors
+    /// [`NnError::Backend`] if the tensor backend fails.
+    #[doc(hidden)]
+    pub fn set_reference_kernels(&mut self, on: bool) -> Result<(), NnError> {
+        self.backend.set_reference_kernels(on)
+    }
+
+    /// Whether forwards and backwards run on the host kernels (CPU, an architecture that has
+    /// them, reference kernels off).
+    #[doc(hidden)]
+    pub fn uses_host_kernels(&self) -> bool {
+        self.backend.uses_host_kernels()
     }
 
     /// Writes the parameters as a safetensors file (names as in

@@ -182,6 +182,11 @@ impl<D: NetDevice> ParamStore<D> {
         }
     }
 
+    /// Whether gradients are pending (a backward since the last step).
+    pub fn has_grads(&self) -> bool {
+        self.grads.is_some()
+    }
+
     /// Adds one gradient per parameter (same order as `meta`) to the pending gradients.
     pub fn accumulate(&mut self, grads: Vec<Flat<D>>) -> Result<(), NnError> {
         debug_assert_eq!(grads.len(), self.values.len());

@@ -437,15 +437,6 @@ fn padded(n: usize) -> usize {
     n.div_ceil(LANES) * LANES
 }
 
-/// `acc[l] += a * x[l]` for the [`LANES`] values of `x` from `at`.
-#[inline(always)]
-fn axpy_lanes(acc: &mut [f32; LANES], a: f32, x: &[f32], at: usize) {
-    let x = &x[at..at + LANES];
-    for l in 0..LANES {
-        acc[l] += a * x[l];
-    }
-}
-
 /// How the attention loops multiply and add: `a * b + c` in two roundings ([`Plain`]) or as
 /// one fused multiply-add ([`Fused`], only where the CPU has FMA: elsewhere `mul_add` would be
 /// a library call).

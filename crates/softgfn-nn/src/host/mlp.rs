@@ -1,0 +1,273 @@
+//! The MLP on host slices: `[Linear -> ReLU]*` torso, one linear layer per head.
+//!
+//! Every floating-point operation is the one the dfdx path does, in the same order, so outputs
+//! and gradients are bitwise equal to it:
+//!
+//! - forward: `z = x @ W` (one GEMM), then `h = max(z + b, 0)` in one fused pass (dfdx adds the
+//!   broadcast bias, then applies ReLU, each in its own pass and buffer);
+//! - backward: the upstream gradient enters as `0 + g` (dfdx accumulates every gradient into a
+//!   zeroed buffer, which turns `-0` into `+0`); bias gradients are sums over rows in row order
+//!   starting from 0; ReLU's derivative is `1` where `z > 0`, read from `h` (`h > 0` exactly
+//!   where `z > 0`) and applied as `0 + df * g`; weight and input gradients are GEMMs that
+//!   accumulate into zeroed buffers, with the heads visited last-first (dfdx runs the backward
+//!   ops in reverse creation order, so the torso output's gradient sums the heads from the last
+//!   one).
+
+use crate::Outputs;
+use crate::host::{HostNet, grow, grow_zeroed, matmul};
+
+/// One linear layer: parameter indices and sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Linear {
+    /// Index of the weight (`[fan_in, fan_out]`, row-major).
+    pub w: usize,
+    /// Index of the bias (`[fan_out]`).
+    pub b: usize,
+    /// Inputs.
+    pub fan_in: usize,
+    /// Outputs.
+    pub fan_out: usize,
+}
+
+/// What the forward keeps for the backward.
+#[derive(Debug, Default)]
+struct Workspace {
+    /// Rows of the recorded forward (`None` before the first recorded forward).
+    recorded_rows: Option<usize>,
+    /// The recorded input.
+    input: Vec<f32>,
+    /// Post-ReLU activations of every torso layer (`rows x fan_out`).
+    hidden: Vec<Vec<f32>>,
+    /// Gradient of the current layer's output, and of the one below (swapped per layer).
+    grad: Vec<f32>,
+    grad_below: Vec<f32>,
+    /// `0 + g` of one head.
+    head_grad: Vec<f32>,
+}
+
+/// The host MLP kernel.
+#[derive(Debug)]
+pub(crate) struct HostMlp {
+    input_dim: usize,
+    torso: Vec<Linear>,
+    heads: Vec<Linear>,
+    ws: Workspace,
+}
+
+impl HostMlp {
+    /// A kernel for these layers (input side first) and heads.
+    pub(crate) fn new(input_dim: usize, torso: Vec<Linear>, heads: Vec<Linear>) -> Self {
+        let ws = Workspace {
+            hidden: vec![Vec::new(); torso.len()],
+            ..Workspace::default()
+        };
+        Self {
+            input_dim,
+            torso,
+            heads,
+            ws,
+        }
+    }
+
+    /// Width of the layer the heads read.
+    fn torso_dim(&self) -> usize {
+        self.torso.last().map_or(self.input_dim, |l| l.fan_out)
+    }
+}
+
+/// `out = max(x @ W + b, 0)` (with `relu`) or `x @ W + b` over `rows` rows.
+fn linear_forward(
+    params: &[Vec<f32>],
+    layer: Linear,
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    relu: bool,
+) {
+    let Linear {
+        w,
+        b,
+        fan_in,
+        fan_out,
+    } = layer;
+    matmul(
+        (rows, fan_in, fan_out),
+        false,
+        x,
+        [fan_in, 1],
+        &params[w],
+        [fan_out, 1],
+        out,
+        [fan_out, 1],
+    );
+    let bias = &params[b][..fan_out];
+    for row in out.chunks_exact_mut(fan_out) {
+        if relu {
+            for (y, &c) in row.iter_mut().zip(bias) {
+                *y = (*y + c).max(0.0);
+            }
+        } else {
+            for (y, &c) in row.iter_mut().zip(bias) {
+                *y += c;
+            }
+        }
+    }
+}
+
+/// Adds the column sums of `g` (`rows x width`, summed in row order) to `bias_grad`.
+fn add_bias_grad(bias_grad: &mut [f32], g: &[f32], width: usize) {
+    let acc = &mut bias_grad[..width];
+    for row in g.chunks_exact(width) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+}
+
+impl HostNet for HostMlp {
+    fn forward(
+        &mut self,
+        params: &[Vec<f32>],
+        input: &[f32],
+        _tokens: Option<&[usize]>,
+        rows: usize,
+        _masks: &[Vec<f32>],
+        out: &mut Outputs,
+        record: bool,
+    ) {
+        let d = self.torso_dim();
+        let ws = &mut self.ws;
+        if record {
+            ws.recorded_rows = Some(rows);
+            grow(&mut ws.input, input.len()).copy_from_slice(input);
+        }
+        if rows == 0 {
+            return;
+        }
+        for (l, &layer) in self.torso.iter().enumerate() {
+            let (below, rest) = ws.hidden.split_at_mut(l);
+            let x: &[f32] = match below.last() {
+                Some(h) => &h[..rows * layer.fan_in],
+                None => input,
+            };
+            let h = grow(&mut rest[0], rows * layer.fan_out);
+            linear_forward(params, layer, x, rows, h, true);
+        }
+        let top: &[f32] = match ws.hidden.last() {
+            Some(h) => &h[..rows * d],
+            None => input,
+        };
+        for (j, &head) in self.heads.iter().enumerate().rev() {
+            linear_forward(params, head, top, rows, out.head_mut(j), false);
+        }
+    }
+
+    fn backward(&mut self, params: &[Vec<f32>], head_grads: &Outputs, grads: &mut [Vec<f32>]) {
+        let ws = &mut self.ws;
+        let Some(rows) = ws.recorded_rows else {
+            return;
+        };
+        if rows == 0 {
+            return;
+        }
+        let d = self.torso.last().map_or(self.input_dim, |l| l.fan_out);
+        let has_torso = !self.torso.is_empty();
+        let input = &ws.input[..rows * self.input_dim];
+        if has_torso {
+            grow_zeroed(&mut ws.grad, rows * d);
+        }
+        // Heads, last first.
+        for (j, &head) in self.heads.iter().enumerate().rev() {
+            let dim = head.fan_out;
+            let g = grow(&mut ws.head_grad, rows * dim);
+            for (a, &v) in g.iter_mut().zip(head_grads.head(j)) {
+                *a = 0.0 + v;
+            }
+            let g = &ws.head_grad[..rows * dim];
+            add_bias_grad(&mut grads[head.b], g, dim);
+            let top: &[f32] = match ws.hidden.last() {
+                Some(h) => &h[..rows * d],
+                None => input,
+            };
+            if has_torso {
+                matmul(
+                    (rows, dim, d),
+                    true,
+                    g,
+                    [dim, 1],
+                    &params[head.w],
+                    [1, dim],
+                    &mut ws.grad[..rows * d],
+                    [d, 1],
+                );
+            }
+            matmul(
+                (d, rows, dim),
+                true,
+                top,
+                [1, d],
+                g,
+                [dim, 1],
+                &mut grads[head.w],
+                [dim, 1],
+            );
+        }
+        // Torso, top layer first; `ws.grad` holds d loss / d (this layer's output).
+        for (l, &layer) in self.torso.iter().enumerate().rev() {
+            let Linear {
+                w,
+                b,
+                fan_in,
+                fan_out,
+            } = layer;
+            let n = rows * fan_out;
+            let h = &ws.hidden[l][..n];
+            let g = &mut ws.grad[..n];
+            for (gz, &y) in g.iter_mut().zip(h) {
+                let df = if y > 0.0 { 1.0 } else { 0.0 };
+                *gz = 0.0 + df * *gz;
+            }
+            let g = &ws.grad[..n];
+            add_bias_grad(&mut grads[b], g, fan_out);
+            let below: &[f32] = if l == 0 {
+                input
+            } else {
+                &ws.hidden[l - 1][..rows * fan_in]
+            };
+            if l > 0 {
+                let gb = grow_zeroed(&mut ws.grad_below, rows * fan_in);
+                matmul(
+                    (rows, fan_out, fan_in),
+                    true,
+                    g,
+                    [fan_out, 1],
+                    &params[w],
+                    [1, fan_out],
+                    gb,
+                    [fan_in, 1],
+                );
+            }
+            matmul(
+                (fan_in, rows, fan_out),
+                true,
+                below,
+                [1, fan_in],
+                g,
+                [fan_out, 1],
+                &mut grads[w],
+                [fan_out, 1],
+            );
+            if l > 0 {
+                std::mem::swap(&mut ws.grad, &mut ws.grad_below);
+            }
+        }
+    }
+
+    fn fresh(&self) -> Box<dyn HostNet> {
+        Box::new(HostMlp::new(
+            self.input_dim,
+            self.torso.clone(),
+            self.heads.clone(),
+        ))
+    }
+}

@@ -1,0 +1,197 @@
+//! The host kernels against the reference (dfdx) path on the same model: outputs, gradients and
+//! trained parameters bitwise equal.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use softgfn_nn::{
+    Device, HeadSpec, MlpSpec, Model, NamedTensor, OptimizerSpec, Outputs, ScalarSpec,
+};
+
+fn spec(input_dim: usize, hidden: &[usize], heads: &[usize]) -> MlpSpec {
+    MlpSpec {
+        input_dim,
+        hidden_dims: hidden.to_vec(),
+        heads: heads
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| HeadSpec::new(format!("h{i}"), d))
+            .collect(),
+        scalars: vec![ScalarSpec::new("log_z", 0.5)],
+    }
+}
+
+fn model(spec: &MlpSpec, seed: u64) -> Model {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Model::mlp(spec, &OptimizerSpec::default(), Device::Cpu, &mut rng).unwrap()
+}
+
+fn input(rows: usize, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..rows * dim)
+        .map(|i| {
+            // Some exact zeros and one-hot-like values, as the environments produce.
+            if i % 5 == 0 {
+                0.0
+            } else if i % 7 == 0 {
+                1.0
+            } else {
+                rng.gen_range(-2.0f32..2.0)
+            }
+        })
+        .collect()
+}
+
+fn head_grads(out: &Outputs, rng: &mut ChaCha8Rng) -> Outputs {
+    let dims: Vec<usize> = (0..out.num_heads()).map(|h| out.dim(h)).collect();
+    let mut g = Outputs::new();
+    g.reset(out.rows(), &dims);
+    for h in 0..dims.len() {
+        for (i, v) in g.head_mut(h).iter_mut().enumerate() {
+            // Exact zeros and negative zeros too: the host path must turn -0 into +0 as dfdx does.
+            *v = match i % 9 {
+                0 => 0.0,
+                4 => -0.0,
+                _ => rng.gen_range(-1.0f32..1.0),
+            };
+        }
+    }
+    g
+}
+
+/// Bit patterns of every head.
+type OutBits = Vec<Vec<u32>>;
+/// Named bit patterns of tensors.
+type TensorBits = Vec<(String, Vec<u32>)>;
+
+fn bits_out(out: &Outputs) -> OutBits {
+    (0..out.num_heads())
+        .map(|h| out.head(h).iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+fn bits(t: &[NamedTensor]) -> TensorBits {
+    t.iter()
+        .map(|t| (t.name.clone(), t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+/// Forward, training forward and two accumulated backwards on `m`, with the kernels chosen by
+/// `reference`; returns every output and the pending gradients.
+fn run(m: &mut Model, reference: bool, rows: &[usize], seed: u64) -> (Vec<OutBits>, TensorBits) {
+    m.set_reference_kernels(reference).unwrap();
+    assert_eq!(m.uses_host_kernels(), !reference);
+    let dim = m.spec().input_dim();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut outs = Vec::new();
+    let mut out = Outputs::new();
+    for &r in rows {
+        let x = input(r, dim, &mut rng);
+        m.forward(&x, r, &mut out).unwrap();
+        outs.push(bits_out(&out));
+        m.forward_train(&x, r, &mut out, &mut rng).unwrap();
+        outs.push(bits_out(&out));
+        let g = head_grads(&out, &mut rng);
+        // An inference forward between the training forward and its backward.
+        let y = input(3, dim, &mut rng);
+        let mut other = Outputs::new();
+        m.forward(&y, 3, &mut other).unwrap();
+        outs.push(bits_out(&other));
+        m.backward(&g, &[0.25]).unwrap();
+    }
+    let grads = bits(&m.gradients());
+    m.step().unwrap();
+    (outs, grads)
+}
+
+#[test]
+fn host_mlp_equals_the_dfdx_path_bitwise() {
+    let cases: [(usize, &[usize], &[usize]); 4] = [
+        (7, &[16, 12], &[5, 1, 3]),
+        (80, &[256, 256], &[5, 1]),
+        (6, &[], &[4, 2]),
+        (3, &[9], &[1]),
+    ];
+    for (case, (input_dim, hidden, heads)) in cases.into_iter().enumerate() {
+        let s = spec(input_dim, hidden, heads);
+        for rows in [vec![0], vec![1], vec![2, 1], vec![17, 0, 64], vec![300]] {
+            let seed = 10 + case as u64;
+            let mut host = model(&s, seed);
+            let mut reference = model(&s, seed);
+            let (oh, gh) = run(&mut host, false, &rows, seed);
+            let (or, gr) = run(&mut reference, true, &rows, seed);
+            assert_eq!(oh, or, "outputs differ: case {case}, rows {rows:?}");
+            assert_eq!(gh, gr, "gradients differ: case {case}, rows {rows:?}");
+            assert_eq!(
+                bits(&host.parameters()),
+                bits(&reference.parameters()),
+                "parameters after the step differ: case {case}, rows {rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn training_on_host_kernels_equals_training_on_the_dfdx_path() {
+    let s = spec(10, &[32, 32], &[6, 1]);
+    let mut host = model(&s, 3);
+    let mut reference = model(&s, 3);
+    reference.set_reference_kernels(true).unwrap();
+    let mut target_h = host.clone_model();
+    let mut target_r = reference.clone_model();
+    target_r.set_reference_kernels(true).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for it in 0..30 {
+        let rows = 1 + (it * 7) % 40;
+        let x = input(rows, 10, &mut rng);
+        let mut gs = Vec::new();
+        for (m, t) in [(&mut host, &mut target_h), (&mut reference, &mut target_r)] {
+            let mut out = Outputs::new();
+            let mut drop_rng = ChaCha8Rng::seed_from_u64(it as u64);
+            m.forward_train(&x, rows, &mut out, &mut drop_rng).unwrap();
+            let mut tout = Outputs::new();
+            t.forward(&x, rows, &mut tout).unwrap();
+            // A loss that depends on the outputs: squared distance to the target's outputs.
+            let mut g = Outputs::new();
+            g.reset(rows, &[6, 1]);
+            for h in 0..2 {
+                for ((gv, y), ty) in g.head_mut(h).iter_mut().zip(out.head(h)).zip(tout.head(h)) {
+                    *gv = 2.0 * (y - ty) + 0.1;
+                }
+            }
+            m.backward(&g, &[f32::from(it as u8) * 0.01]).unwrap();
+            gs.push(m.step().unwrap().to_bits());
+            t.polyak_from(m, 0.1).unwrap();
+        }
+        assert_eq!(gs[0], gs[1], "gradient norms differ at iteration {it}");
+    }
+    assert_eq!(bits(&host.parameters()), bits(&reference.parameters()));
+    assert_eq!(bits(&target_h.parameters()), bits(&target_r.parameters()));
+}
+
+#[test]
+fn switching_kernels_in_the_middle_of_a_step_keeps_the_sums() {
+    let s = spec(5, &[8], &[3]);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x = input(6, 5, &mut rng);
+    let mut out = Outputs::new();
+    let mut g = Outputs::new();
+    let mut grads = Vec::new();
+    for order in [
+        [true, false, false],
+        [false, false, false],
+        [true, true, true],
+    ] {
+        let mut m = model(&s, 1);
+        for (i, &reference) in order.iter().enumerate() {
+            m.set_reference_kernels(reference).unwrap();
+            m.forward_train(&x, 6, &mut out, &mut rng).unwrap();
+            g.reset(6, &[3]);
+            for (k, v) in g.head_mut(0).iter_mut().enumerate() {
+                *v = (k + i) as f32 * 0.37 - 1.0;
+            }
+            m.backward(&g, &[1.0 + i as f32]).unwrap();
+        }
+        grads.push(bits(&m.gradients()));
+    }
+    assert_eq!(grads[0], grads[1]);
+    assert_eq!(grads[0], grads[2]);
+}
