@@ -1933,6 +1933,8 @@ mod timing {
         let params: Vec<Vec<f32>> = layout.values[..layout.values.len() - 1].to_vec();
         let mut model =
             Model::transformer(&s, &opt, Device::Cpu, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        // The dfdx path, for comparison.
+        model.set_reference_kernels(true).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         {
             // The attention loops alone, 240 rows.
