@@ -47,7 +47,10 @@ impl Arch {
     pub(crate) fn host_net(&self) -> Option<Box<dyn HostNet>> {
         match self {
             Arch::Mlp(a) => Some(a.host_net()),
-            Arch::Transformer(_) | Arch::Graph(_) => None,
+            Arch::Transformer(a) => {
+                Some(Box::new(crate::host::transformer::HostTransformer::new(a)))
+            }
+            Arch::Graph(_) => None,
         }
     }
 

@@ -19,27 +19,27 @@ use crate::params::{NetDevice, ParamMeta, ParamStore};
 use crate::{HeadRole, NnError, OptimizerSpec, TokenReadout, TransformerSpec};
 
 /// LayerNorm epsilon (PyTorch's default).
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// `(weight, bias)` parameter indices of a linear layer or a LayerNorm.
-type Pair = (usize, usize);
+pub(crate) type Pair = (usize, usize);
 
 /// Parameter indices of one encoder layer.
 #[derive(Clone, Debug)]
-struct LayerParams {
-    q: Pair,
-    k: Pair,
-    v: Pair,
-    out: Pair,
-    norm1: Pair,
-    ff1: Pair,
-    ff2: Pair,
-    norm2: Pair,
+pub(crate) struct LayerParams {
+    pub(crate) q: Pair,
+    pub(crate) k: Pair,
+    pub(crate) v: Pair,
+    pub(crate) out: Pair,
+    pub(crate) norm1: Pair,
+    pub(crate) ff1: Pair,
+    pub(crate) ff2: Pair,
+    pub(crate) norm2: Pair,
 }
 
 /// How one head reads the final token outputs.
 #[derive(Clone, Debug)]
-enum Readout {
+pub(crate) enum Readout {
     /// A linear map of token 0.
     Pooled(Pair),
     /// `position[token] + word[token, word]`.
@@ -61,17 +61,17 @@ impl Readout {
 /// The forward pass of a transformer: sizes, parameter indices and the positional encoding.
 #[derive(Clone, Debug)]
 pub(crate) struct TransformerArch {
-    tokens: usize,
-    token_features: usize,
-    d_model: usize,
-    heads: usize,
-    feedforward: usize,
+    pub(crate) tokens: usize,
+    pub(crate) token_features: usize,
+    pub(crate) d_model: usize,
+    pub(crate) heads: usize,
+    pub(crate) feedforward: usize,
     dropout: f32,
-    embed: usize,
-    layers: Vec<LayerParams>,
-    readouts: Vec<Readout>,
+    pub(crate) embed: usize,
+    pub(crate) layers: Vec<LayerParams>,
+    pub(crate) readouts: Vec<Readout>,
     /// Sinusoidal positional encoding, `tokens x d_model` row-major.
-    positions: Vec<f32>,
+    pub(crate) positions: Vec<f32>,
 }
 
 /// `pe[p, 2i] = sin(p / 10000^(2i/d))`, `pe[p, 2i+1] = cos(p / 10000^(2i/d))`.
@@ -334,15 +334,20 @@ impl TransformerArch {
         }
         let mut ids = Vec::with_capacity(rows * self.tokens);
         for block in input.chunks_exact(tf) {
-            let mut id = None;
-            for (j, &v) in block.iter().enumerate() {
-                if v == 1.0 && id.is_none() {
-                    id = Some(j);
-                } else if v != 0.0 {
-                    return None;
-                }
+            // One vectorisable pass instead of a branch per value: a one-hot block has exactly
+            // one `1.0` and `tf - 1` zeros (NaN counts as neither), and then the sum of the
+            // indices of its ones is the id.
+            let (mut ones, mut zeros, mut id) = (0u32, 0u32, 0u32);
+            for (j, &v) in (0u32..).zip(block) {
+                let one = u32::from(v == 1.0);
+                ones += one;
+                zeros += u32::from(v == 0.0);
+                id += one * j;
             }
-            ids.push(id?);
+            if ones != 1 || zeros as usize != tf - 1 {
+                return None;
+            }
+            ids.push(id as usize);
         }
         Some(ids)
     }
