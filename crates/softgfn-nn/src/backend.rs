@@ -257,14 +257,14 @@ struct HostInfer {
 impl HostPath {
     /// The host path of `arch` with `num_params` parameters (scalars included), or `None` when
     /// the architecture has no host kernel.
-    fn new(arch: &Arch, input_dim: usize, num_params: usize) -> Option<Self> {
+    fn new(arch: &Arch, input_dim: usize, head_dims: &[usize], num_params: usize) -> Option<Self> {
         let net = arch.host_net()?;
         Some(Self {
             train: net.fresh(),
             infer: Mutex::new(HostInfer {
                 params: Vec::new(),
                 stale: true,
-                cache: RowCache::new(input_dim, net.row_record_len()),
+                cache: RowCache::new(input_dim, net.row_record_len(head_dims)),
                 net,
             }),
             grads: vec![Vec::new(); num_params],
@@ -313,6 +313,8 @@ pub(crate) struct NetBackend<D: NetDevice> {
     host: Option<HostPath>,
     /// Run the dfdx path even where host kernels exist (tests compare the two).
     reference: bool,
+    /// Let training forwards reuse the rows of inference forwards (tests switch it off).
+    reuse: bool,
 }
 
 impl<D: NetDevice> fmt::Debug for NetBackend<D> {
@@ -417,7 +419,7 @@ impl<D: NetDevice> NetBackend<D> {
         } = layout;
         let num_net = meta.len() - spec.scalars().len();
         let host = match device {
-            Device::Cpu => HostPath::new(&arch, spec.input_dim(), meta.len()),
+            Device::Cpu => HostPath::new(&arch, spec.input_dim(), &spec.head_dims(), meta.len()),
             Device::Cuda(_) => None,
         };
         let store = ParamStore::new(dev.clone(), meta, values, groups, adam.clone())?;
@@ -434,6 +436,7 @@ impl<D: NetDevice> NetBackend<D> {
             pending: None,
             host,
             reference: false,
+            reuse: true,
         };
         backend.refresh_scalars();
         Ok(backend)
@@ -480,6 +483,37 @@ impl<D: NetDevice> NetBackend<D> {
         self.params_changed();
         self.reference = on;
         Ok(())
+    }
+
+    /// An inference forward on the host kernels. Without dropout, and while the row cache
+    /// wants them, it runs as a recorded forward and its rows are kept for a training forward.
+    fn host_inference(
+        &self,
+        host: &HostPath,
+        input: &[f32],
+        rows: usize,
+        masks: &[Vec<f32>],
+        out: &mut Outputs,
+    ) {
+        let tokens = self.arch.token_ids(input, rows);
+        let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
+        let infer = &mut *guard;
+        refresh_mirror(&self.store, self.num_net, infer);
+        let keep =
+            self.reuse && masks.is_empty() && infer.cache.as_ref().is_some_and(|c| c.wants(rows));
+        infer.net.forward(
+            &infer.params,
+            input,
+            tokens.as_deref(),
+            rows,
+            masks,
+            out,
+            keep,
+        );
+        if keep && let Some(cache) = &mut infer.cache {
+            let net = &infer.net;
+            cache.insert_rows(input, rows, |r, dst| net.export_row(r, out, dst));
+        }
     }
 
     /// The host backward of the pending host forward.
@@ -682,23 +716,7 @@ where
             return Ok(());
         }
         if let Some(host) = self.active_host() {
-            let tokens = self.arch.token_ids(input, rows);
-            let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
-            let infer = &mut *guard;
-            refresh_mirror(&self.store, self.num_net, infer);
-            infer.net.forward(
-                &infer.params,
-                input,
-                tokens.as_deref(),
-                rows,
-                &[],
-                out,
-                false,
-            );
-            if let Some(cache) = &mut infer.cache {
-                let net = &infer.net;
-                cache.insert_rows(input, rows, |r, dst| net.export_row(r, out, dst));
-            }
+            self.host_inference(host, input, rows, &[], out);
             return Ok(());
         }
         let x = self.input_tensor(input, rows)?;
@@ -724,23 +742,7 @@ where
         }
         let masks = self.arch.dropout_masks(rows, rng);
         if let Some(host) = self.active_host() {
-            let tokens = self.arch.token_ids(input, rows);
-            let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
-            let infer = &mut *guard;
-            refresh_mirror(&self.store, self.num_net, infer);
-            infer.net.forward(
-                &infer.params,
-                input,
-                tokens.as_deref(),
-                rows,
-                &masks,
-                out,
-                false,
-            );
-            if let (Some(cache), true) = (&mut infer.cache, masks.is_empty()) {
-                let net = &infer.net;
-                cache.insert_rows(input, rows, |r, dst| net.export_row(r, out, dst));
-            }
+            self.host_inference(host, input, rows, &masks, out);
             return Ok(());
         }
         let x = self.input_tensor(input, rows)?;
@@ -771,7 +773,7 @@ where
             let tokens = self.arch.token_ids(input, rows);
             let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
             refresh_mirror(&self.store, self.num_net, infer);
-            let reusing = match (&mut infer.cache, masks.is_empty()) {
+            let reusing = match (&mut infer.cache, masks.is_empty() && self.reuse) {
                 (Some(cache), true) => Some(cache.lookup(input, rows)),
                 _ => None,
             };
@@ -930,10 +932,16 @@ where
             scalar_cache: Vec::new(),
             pending: None,
             host: match self.device {
-                Device::Cpu => HostPath::new(&self.arch, self.input_dim, self.store.meta().len()),
+                Device::Cpu => HostPath::new(
+                    &self.arch,
+                    self.input_dim,
+                    &self.head_dims,
+                    self.store.meta().len(),
+                ),
                 Device::Cuda(_) => None,
             },
             reference: self.reference,
+            reuse: self.reuse,
         };
         clone.refresh_scalars();
         Ok(Box::new(clone))
@@ -986,6 +994,11 @@ where
 
     fn uses_host_kernels(&self) -> bool {
         self.active_host().is_some()
+    }
+
+    fn set_row_reuse(&mut self, on: bool) {
+        self.reuse = on;
+        self.params_changed();
     }
 
     fn reused_rows(&self) -> u64 {

@@ -50,6 +50,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn set_reference_kernels(&mut self, on: bool) -> Result<(), NnError>;
     fn uses_host_kernels(&self) -> bool;
     fn reused_rows(&self) -> u64;
+    fn set_row_reuse(&mut self, on: bool);
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -345,6 +346,13 @@ impl Model {
     #[doc(hidden)]
     pub fn uses_host_kernels(&self) -> bool {
         self.backend.uses_host_kernels()
+    }
+
+    /// Lets training forwards reuse the rows of earlier inference forwards (`on`, the default)
+    /// or not; for tests that compare the two.
+    #[doc(hidden)]
+    pub fn set_row_reuse(&mut self, on: bool) {
+        self.backend.set_row_reuse(on);
     }
 
     /// Rows that training forwards took from the activations of earlier inference forwards

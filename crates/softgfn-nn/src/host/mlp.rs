@@ -286,7 +286,7 @@ impl HostNet for HostMlp {
         }
     }
 
-    fn row_record_len(&self) -> usize {
+    fn row_record_len(&self, _head_dims: &[usize]) -> usize {
         // Over 512 inputs gemm may split a layer's sums into blocks whose length depends on the
         // batch, and rows would depend on their batch.
         if self.torso.iter().chain(&self.heads).any(|l| l.fan_in > 512) {

@@ -54,13 +54,14 @@ pub(crate) trait HostNet: Send + Sync + fmt::Debug {
     /// Values of one row's record: what `backward` needs of one row, and the row's head
     /// outputs (see [`RowCache`]). 0 (the default) when this architecture keeps no row records
     /// (or cannot: a row's outputs must not depend on the other rows of a batch of at least 2);
-    /// then the backend never calls `export_row` or `forward_reusing`.
-    fn row_record_len(&self) -> usize {
+    /// then the backend never calls `export_row` or `forward_reusing`. `head_dims` are the
+    /// output widths of the heads.
+    fn row_record_len(&self, _head_dims: &[usize]) -> usize {
         0
     }
 
-    /// After a forward of this instance (recorded or not) without dropout, whose outputs are
-    /// `out`: writes row `r`'s record into `dst` (`row_record_len` values).
+    /// After a recorded forward of this instance without dropout, whose outputs are `out`:
+    /// writes row `r`'s record into `dst` (`row_record_len` values).
     fn export_row(&self, _r: usize, _out: &Outputs, _dst: &mut [f32]) {}
 
     /// A recorded forward without dropout (as `forward` with `record` and no masks), in which
@@ -186,6 +187,12 @@ impl RowCache {
             reused: 0,
             slots: Vec::new(),
         })
+    }
+
+    /// Whether an inference forward of `rows` rows should keep its rows (then it runs as a
+    /// recorded forward, so that `export_row` finds everything).
+    pub(crate) fn wants(&self, rows: usize) -> bool {
+        self.recording && rows >= 2 && rows <= self.max_rows && self.rows < self.max_rows
     }
 
     /// Forgets every row (the parameters changed).

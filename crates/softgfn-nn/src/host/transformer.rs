@@ -18,7 +18,7 @@
 //! is allocated once the workspace has grown to the largest batch. Results equal the dfdx path
 //! to rounding (GEMM blocking and `exp` differ in the last bits), see the tests.
 
-use super::{HostNet, matmul};
+use super::{HostNet, RowRecords, matmul};
 use crate::Outputs;
 use crate::transformer::{LAYER_NORM_EPS, LayerParams, Readout, TransformerArch};
 
@@ -191,6 +191,20 @@ struct Workspace {
     dff: Vec<f32>,
     dw: Vec<f32>,
     gpos: Vec<f32>,
+    /// A training forward that reuses rows: the rows it computes, their inputs, token ids and
+    /// outputs, and the full-batch buffers the records are gathered into.
+    reuse: ReuseScratch,
+}
+
+/// Buffers of [`HostTransformer::forward_reusing`].
+#[derive(Debug, Default)]
+struct ReuseScratch {
+    rows: Vec<usize>,
+    input: Vec<f32>,
+    tokens: Vec<usize>,
+    out: Outputs,
+    dims: Vec<usize>,
+    full: Vec<Vec<f32>>,
 }
 
 /// The transformer's [`HostNet`].
@@ -1504,6 +1518,202 @@ impl HostNet for HostTransformer {
 
     fn fresh(&self) -> Box<dyn HostNet> {
         Box::new(HostTransformer::new(&self.arch))
+    }
+
+    fn row_record_len(&self, head_dims: &[usize]) -> usize {
+        let z = self.dims(1);
+        // Every GEMM must sum over at most 512 values for rows not to depend on their batch.
+        if z.d > 512 || z.ff > 512 || self.arch.token_features > 512 {
+            return 0;
+        }
+        (0..self.num_blocks())
+            .map(|i| self.block_len(i))
+            .sum::<usize>()
+            + head_dims.iter().sum::<usize>()
+    }
+
+    fn export_row(&self, r: usize, out: &Outputs, dst: &mut [f32]) {
+        let nx = self.arch.layers.len() + 1;
+        let mut at = 0;
+        for i in 0..self.num_blocks() {
+            let len = self.block_len(i);
+            dst[at..at + len].copy_from_slice(&block(&self.ws, nx, i)[r * len..(r + 1) * len]);
+            at += len;
+        }
+        for j in 0..out.num_heads() {
+            let dim = out.dim(j);
+            dst[at..at + dim].copy_from_slice(&out.head(j)[r * dim..(r + 1) * dim]);
+            at += dim;
+        }
+    }
+
+    fn forward_reusing(
+        &mut self,
+        params: &[Vec<f32>],
+        input: &[f32],
+        tokens: Option<&[usize]>,
+        rows: usize,
+        records: &RowRecords<'_>,
+        out: &mut Outputs,
+    ) {
+        let t = self.arch.tokens;
+        let width = self.arch.token_features * t;
+        let mut sc = std::mem::take(&mut self.ws.reuse);
+        // The rows without a record, as one recorded batch of at least 2 rows (a batch of one
+        // row reads its pooled outputs through gemm's matrix-vector path, which sums in another
+        // order); with none missing, rows 0 and 1 are computed again so that the workspace holds
+        // this forward's packed weights.
+        sc.rows.clear();
+        sc.rows
+            .extend((0..rows).filter(|&r| records.get(r).is_none()));
+        let missing = sc.rows.len();
+        match missing {
+            0 => sc.rows.extend([0, 1]),
+            1 => sc.rows.push(sc.rows[0]),
+            _ => {}
+        }
+        let batch = sc.rows.len();
+        sc.input.clear();
+        sc.tokens.clear();
+        for &r in &sc.rows {
+            sc.input
+                .extend_from_slice(&input[r * width..(r + 1) * width]);
+            if let Some(ids) = tokens {
+                sc.tokens.extend_from_slice(&ids[r * t..(r + 1) * t]);
+            }
+        }
+        sc.dims.clear();
+        sc.dims.extend((0..out.num_heads()).map(|j| out.dim(j)));
+        sc.out.resize(batch, &sc.dims);
+        self.forward(
+            params,
+            &sc.input,
+            tokens.map(|_| &sc.tokens[..]),
+            batch,
+            &[],
+            &mut sc.out,
+            true,
+        );
+        // Every kept buffer at full size: rows from their records or from the batch above.
+        let nx = self.arch.layers.len() + 1;
+        sc.full.resize_with(self.num_blocks(), Vec::new);
+        let mut off = 0;
+        for i in 0..self.num_blocks() {
+            let len = self.block_len(i);
+            let full = &mut sc.full[i];
+            grow(full, rows * len);
+            let computed = block(&self.ws, nx, i);
+            let mut next = 0;
+            for r in 0..rows {
+                let dst = &mut full[r * len..(r + 1) * len];
+                match records.get(r) {
+                    Some(rec) => dst.copy_from_slice(&rec[off..off + len]),
+                    None => {
+                        dst.copy_from_slice(&computed[next * len..(next + 1) * len]);
+                        next += 1;
+                    }
+                }
+            }
+            std::mem::swap(full, block_mut(&mut self.ws, nx, i));
+            off += len;
+        }
+        for j in 0..out.num_heads() {
+            let dim = out.dim(j);
+            let mut next = 0;
+            for r in 0..rows {
+                let dst = &mut out.head_mut(j)[r * dim..(r + 1) * dim];
+                match records.get(r) {
+                    Some(rec) => dst.copy_from_slice(&rec[off..off + dim]),
+                    None => {
+                        dst.copy_from_slice(&sc.out.head(j)[next * dim..(next + 1) * dim]);
+                        next += 1;
+                    }
+                }
+            }
+            off += dim;
+        }
+        let ws = &mut self.ws;
+        ws.rows = rows;
+        match tokens {
+            Some(ids) => {
+                let saved = ws.tokens.get_or_insert_with(Vec::new);
+                saved.clear();
+                saved.extend_from_slice(ids);
+            }
+            None => {
+                ws.input.clear();
+                ws.input.extend_from_slice(input);
+            }
+        }
+        ws.reuse = sc;
+    }
+}
+
+/// Kept values of one encoder layer per row record, after the layer inputs and outputs:
+/// `qkv`, `probs`, `attn`, `xhat1`, `x1`, `rstd1`, `f1`, `xhat2`, `rstd2`.
+const LAYER_BLOCKS: usize = 9;
+
+impl HostTransformer {
+    /// Buffers a recorded forward keeps (the layer inputs and outputs, then [`LAYER_BLOCKS`]
+    /// per layer), each `rows x block_len`.
+    fn num_blocks(&self) -> usize {
+        let layers = self.arch.layers.len();
+        layers + 1 + LAYER_BLOCKS * layers
+    }
+
+    /// Values per row of block `i` (see [`block`]).
+    fn block_len(&self, i: usize) -> usize {
+        let a = &self.arch;
+        let (t, d, ff, h) = (a.tokens, a.d_model, a.feedforward, a.heads);
+        let nx = a.layers.len() + 1;
+        if i < nx {
+            return t * d;
+        }
+        match (i - nx) % LAYER_BLOCKS {
+            0 => t * 3 * d,
+            1 => h * t * t,
+            5 | 8 => t,
+            6 => t * ff,
+            _ => t * d,
+        }
+    }
+}
+
+/// Block `i` of a recorded forward's workspace (see [`HostTransformer::block_len`]).
+fn block(ws: &Workspace, nx: usize, i: usize) -> &Vec<f32> {
+    if i < nx {
+        return &ws.xs[i];
+    }
+    let rec = &ws.layers[(i - nx) / LAYER_BLOCKS];
+    match (i - nx) % LAYER_BLOCKS {
+        0 => &rec.qkv,
+        1 => &rec.probs,
+        2 => &rec.attn,
+        3 => &rec.xhat1,
+        4 => &rec.x1,
+        5 => &rec.rstd1,
+        6 => &rec.f1,
+        7 => &rec.xhat2,
+        _ => &rec.rstd2,
+    }
+}
+
+/// Block `i`, mutably.
+fn block_mut(ws: &mut Workspace, nx: usize, i: usize) -> &mut Vec<f32> {
+    if i < nx {
+        return &mut ws.xs[i];
+    }
+    let rec = &mut ws.layers[(i - nx) / LAYER_BLOCKS];
+    match (i - nx) % LAYER_BLOCKS {
+        0 => &mut rec.qkv,
+        1 => &mut rec.probs,
+        2 => &mut rec.attn,
+        3 => &mut rec.xhat1,
+        4 => &mut rec.x1,
+        5 => &mut rec.rstd1,
+        6 => &mut rec.f1,
+        7 => &mut rec.xhat2,
+        _ => &mut rec.rstd2,
     }
 }
 
