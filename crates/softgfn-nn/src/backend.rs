@@ -238,6 +238,8 @@ struct HostPath {
     scratch: Vec<Vec<f32>>,
     /// Whether `grads` holds gradients not yet handed to the store.
     pending: bool,
+    /// Whether the kernel reuses rows unless told otherwise.
+    reuse_by_default: bool,
 }
 
 /// What the inference forwards share.
@@ -260,6 +262,7 @@ impl HostPath {
     fn new(arch: &Arch, input_dim: usize, head_dims: &[usize], num_params: usize) -> Option<Self> {
         let net = arch.host_net()?;
         Some(Self {
+            reuse_by_default: net.reuse_rows_by_default(),
             train: net.fresh(),
             infer: Mutex::new(HostInfer {
                 params: Vec::new(),
@@ -313,8 +316,9 @@ pub(crate) struct NetBackend<D: NetDevice> {
     host: Option<HostPath>,
     /// Run the dfdx path even where host kernels exist (tests compare the two).
     reference: bool,
-    /// Let training forwards reuse the rows of inference forwards (tests switch it off).
-    reuse: bool,
+    /// Whether training forwards reuse the rows of inference forwards (`None`: as the host
+    /// kernel prefers).
+    reuse: Option<bool>,
 }
 
 impl<D: NetDevice> fmt::Debug for NetBackend<D> {
@@ -436,7 +440,7 @@ impl<D: NetDevice> NetBackend<D> {
             pending: None,
             host,
             reference: false,
-            reuse: true,
+            reuse: None,
         };
         backend.refresh_scalars();
         Ok(backend)
@@ -499,8 +503,9 @@ impl<D: NetDevice> NetBackend<D> {
         let mut guard = host.infer.lock().unwrap_or_else(PoisonError::into_inner);
         let infer = &mut *guard;
         refresh_mirror(&self.store, self.num_net, infer);
-        let keep =
-            self.reuse && masks.is_empty() && infer.cache.as_ref().is_some_and(|c| c.wants(rows));
+        let keep = self.reuse.unwrap_or(host.reuse_by_default)
+            && masks.is_empty()
+            && infer.cache.as_ref().is_some_and(|c| c.wants(rows));
         infer.net.forward(
             &infer.params,
             input,
@@ -773,7 +778,8 @@ where
             let tokens = self.arch.token_ids(input, rows);
             let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
             refresh_mirror(&self.store, self.num_net, infer);
-            let reusing = match (&mut infer.cache, masks.is_empty() && self.reuse) {
+            let reuse = self.reuse.unwrap_or(host.reuse_by_default);
+            let reusing = match (&mut infer.cache, masks.is_empty() && reuse) {
                 (Some(cache), true) => Some(cache.lookup(input, rows)),
                 _ => None,
             };
@@ -997,7 +1003,7 @@ where
     }
 
     fn set_row_reuse(&mut self, on: bool) {
-        self.reuse = on;
+        self.reuse = Some(on);
         self.params_changed();
     }
 

@@ -37,11 +37,12 @@
 //! `backward` runs on another thread (or the slot was taken by another model), the forward is
 //! re-recorded from the saved input, giving identical gradients.
 //!
-//! **Host kernels.** On [`Device::Cpu`], the MLP runs hand-written kernels over host slices
-//! (`host` module: GEMMs through the `gemm` crate with dfdx's own arguments, fused bias and
-//! activation, reused buffers, no tape), bitwise equal to the dfdx path, which stays the
-//! reference and the path of the other devices and architectures. The CPU backend also keeps the
-//! per-row activations of inference forwards so that a training forward over the same rows
+//! **Host kernels.** On [`Device::Cpu`], the MLP and the transformer run hand-written kernels
+//! over host slices (`host` module: GEMMs through the `gemm` crate with dfdx's own arguments,
+//! fused element-wise passes, reused buffers, no tape); the MLP's are bitwise equal to the dfdx
+//! path, the transformer's equal to rounding. The dfdx path stays the reference and the path of
+//! the other devices and of the graph network. For the MLP the CPU backend also keeps the
+//! per-row activations of inference forwards, so that a training forward over the same rows
 //! with the same parameters reuses them (see [`Model::forward_train`]).
 //!
 //! **Threads.** Matmuls use rayon's global pool; the binary decides its size.

@@ -196,7 +196,7 @@ impl Model {
     /// `rng` draws the dropout masks of architectures that have dropout (the transformer); the
     /// MLP does not use it.
     ///
-    /// On [`Device::Cpu`], when neither pass has dropout, rows that an inference
+    /// On [`Device::Cpu`], for an MLP, when neither pass has dropout, rows that an inference
     /// [`forward`](Model::forward) of this model computed since its parameters last changed are
     /// taken from that forward instead of being computed again (bitwise the same values; on-policy
     /// training forwards the states the sampler already ran). The activations kept for this are
@@ -348,8 +348,9 @@ impl Model {
         self.backend.uses_host_kernels()
     }
 
-    /// Lets training forwards reuse the rows of earlier inference forwards (`on`, the default)
-    /// or not; for tests that compare the two.
+    /// Lets training forwards reuse the rows of earlier inference forwards (`on`) or not. By
+    /// default the MLP reuses them and the transformer does not (its rows' records cost more to
+    /// copy than to compute again); for tests and measurements.
     #[doc(hidden)]
     pub fn set_row_reuse(&mut self, on: bool) {
         self.backend.set_row_reuse(on);

@@ -60,6 +60,13 @@ pub(crate) trait HostNet: Send + Sync + fmt::Debug {
         0
     }
 
+    /// Whether training forwards reuse rows unless told otherwise (`Model::set_row_reuse`):
+    /// where a row's record costs more to copy (twice: into the cache, then into the training
+    /// forward's workspace) than to compute again, an architecture says no.
+    fn reuse_rows_by_default(&self) -> bool {
+        true
+    }
+
     /// After a recorded forward of this instance without dropout, whose outputs are `out`:
     /// writes row `r`'s record into `dst` (`row_record_len` values).
     fn export_row(&self, _r: usize, _out: &Outputs, _dst: &mut [f32]) {}
@@ -152,13 +159,30 @@ pub(crate) struct RowCache {
     slots: Vec<Option<u32>>,
 }
 
-/// A hash of the bits of one input row.
+/// A hash of the bits of one input row (four independent lanes, so that long rows hash at
+/// several values per cycle).
 fn row_hash(row: &[f32]) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    for v in row {
-        h = (h.rotate_left(5) ^ u64::from(v.to_bits())).wrapping_mul(0x517c_c1b7_2722_0a95);
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = [
+        0x9e37_79b9_7f4a_7c15u64,
+        0x6a09_e667_f3bc_c908,
+        0xbb67_ae85_84ca_a73b,
+        0x3c6e_f372_fe94_f82b,
+    ];
+    let mut chunks = row.chunks_exact(4);
+    for c in &mut chunks {
+        for (l, v) in h.iter_mut().zip(c) {
+            *l = (l.rotate_left(5) ^ u64::from(v.to_bits())).wrapping_mul(K);
+        }
     }
-    h
+    for (l, v) in h.iter_mut().zip(chunks.remainder()) {
+        *l = (l.rotate_left(5) ^ u64::from(v.to_bits())).wrapping_mul(K);
+    }
+    let mut out = row.len() as u64;
+    for l in h {
+        out = (out.rotate_left(5) ^ l).wrapping_mul(K);
+    }
+    out
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {

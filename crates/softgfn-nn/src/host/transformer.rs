@@ -1532,6 +1532,14 @@ impl HostNet for HostTransformer {
             + head_dims.iter().sum::<usize>()
     }
 
+    fn reuse_rows_by_default(&self) -> bool {
+        // A row's record holds every layer's kept values (about 39,000 values, 156 KB, at the
+        // paper's bit-sequence size): copying it into the cache and back into the training
+        // forward measured slower than computing the row again (TB at k = 8: 83 ms per
+        // iteration with reuse, 79 without), so the transformer reuses rows only on request.
+        false
+    }
+
     fn export_row(&self, r: usize, out: &Outputs, dst: &mut [f32]) {
         let nx = self.arch.layers.len() + 1;
         let mut at = 0;
