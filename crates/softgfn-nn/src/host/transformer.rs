@@ -850,11 +850,11 @@ impl<'a> MaskRows<'a> {
 
 /// Most token rows (`rows * tokens`) of one pass of an inference forward: larger batches (the
 /// evaluation's, of up to some 2,000 rows) run in chunks of whole rows of about equal size, which
-/// bounds the inference workspace (about 40 values per token row, some 40 MB here at d_model
-/// 64). The sampler's and the training batches are far smaller and never chunked. A row's
-/// values can differ in the last bits with the size of the batch it is computed in (the GEMM
-/// picks its kernels by shape), so chunks are kept large.
-const INFERENCE_TOKEN_ROWS: usize = 16_384;
+/// bounds the inference workspace (about 40 values per token row: some 10 MB at d_model 64).
+/// The sampler's batches are smaller and never chunked, nor is a recorded (training) forward.
+/// A row's values can differ in the last bits with the size of the batch it is computed in
+/// (the GEMM picks its kernels by shape), so chunks are kept large.
+const INFERENCE_TOKEN_ROWS: usize = 4096;
 
 /// One encoder layer from `xin` into `xout`; keeps the backward's values in `rec` when `record`.
 #[allow(clippy::too_many_arguments)]
