@@ -64,6 +64,19 @@ impl Arch {
         }
     }
 
+    /// [`dropout_masks`](Self::dropout_masks) written into `masks`, reusing its buffers.
+    fn fill_dropout_masks(
+        &self,
+        rows: usize,
+        rng: &mut dyn rand::RngCore,
+        masks: &mut DropoutMasks,
+    ) {
+        match self {
+            Arch::Transformer(t) => t.fill_dropout_masks(rows, rng, masks),
+            Arch::Mlp(_) | Arch::Graph(_) => masks.clear(),
+        }
+    }
+
     /// Token ids of an input whose every token is one-hot (only the transformer embeds tokens;
     /// `None` for other architectures and other inputs).
     fn token_ids(&self, input: &[f32], rows: usize) -> Option<Vec<usize>> {
@@ -312,6 +325,9 @@ pub(crate) struct NetBackend<D: NetDevice> {
     /// Host mirror of the scalars (tiny, read every batch).
     scalar_cache: Vec<f32>,
     pending: Option<PendingForward<D>>,
+    /// The buffers of the latest discarded or consumed forward's dropout masks, reused by the
+    /// next training forward.
+    spare_masks: DropoutMasks,
     /// The host kernels (CPU only, architectures that have them).
     host: Option<HostPath>,
     /// Run the dfdx path even where host kernels exist (tests compare the two).
@@ -438,6 +454,7 @@ impl<D: NetDevice> NetBackend<D> {
             store,
             scalar_cache: Vec::new(),
             pending: None,
+            spare_masks: Vec::new(),
             host,
             reference: false,
             reuse: None,
@@ -570,6 +587,7 @@ impl<D: NetDevice> NetBackend<D> {
     fn discard_pending(&mut self) {
         if let Some(p) = self.pending.take() {
             graph_slot::discard(p.token);
+            self.spare_masks = p.masks;
         }
     }
 
@@ -771,7 +789,8 @@ where
         out.resize(rows, &self.head_dims);
         let token = graph_slot::new_token();
         let mut saved = None;
-        let masks = self.arch.dropout_masks(rows, rng);
+        let mut masks = std::mem::take(&mut self.spare_masks);
+        self.arch.fill_dropout_masks(rows, rng, &mut masks);
         if !self.reference
             && let Some(host) = &mut self.host
         {
@@ -845,10 +864,12 @@ where
             return Err(NnError::NoPendingForward);
         };
         if pending.host {
+            self.spare_masks = pending.masks;
             return self.host_backward(head_grads, scalar_grads);
         }
         self.flush_host_grads()?;
         let mut grads = self.network_grads(&pending, head_grads)?;
+        self.spare_masks = pending.masks;
         for &g in scalar_grads {
             grads.push(
                 self.dev
@@ -937,6 +958,7 @@ where
             store: self.store.clone_fresh()?,
             scalar_cache: Vec::new(),
             pending: None,
+            spare_masks: Vec::new(),
             host: match self.device {
                 Device::Cpu => HostPath::new(
                     &self.arch,

@@ -296,33 +296,48 @@ impl TransformerArch {
     /// Masks in the order [`run`](Self::run) applies them: after the positional encoding, then
     /// per layer the attention weights, after attention, inside and after the feed-forward.
     pub(crate) fn dropout_masks(&self, rows: usize, rng: &mut dyn rand::RngCore) -> DropoutMasks {
+        let mut masks = Vec::new();
+        self.fill_dropout_masks(rows, rng, &mut masks);
+        masks
+    }
+
+    /// [`dropout_masks`](Self::dropout_masks) written into `masks`, reusing its buffers (the
+    /// same draws in the same order; a training forward's masks are some 17 MB at bit sequences
+    /// k = 8 with 256 states, which fresh allocations would page in again every time).
+    pub(crate) fn fill_dropout_masks(
+        &self,
+        rows: usize,
+        rng: &mut dyn rand::RngCore,
+        masks: &mut DropoutMasks,
+    ) {
         if self.dropout == 0.0 || rows == 0 {
-            return Vec::new();
+            masks.clear();
+            return;
         }
         let keep = 1.0 - f64::from(self.dropout);
         // Keep when a uniform u32 is below keep * 2^32.
         let threshold = (keep * 4_294_967_296.0) as u64;
         let scale = (1.0 / keep) as f32;
-        let mut mask = |len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|_| {
-                    if u64::from(rng.next_u32()) < threshold {
-                        scale
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
         let n = rows * self.tokens;
-        let mut masks = vec![mask(n * self.d_model)];
-        for _ in &self.layers {
-            masks.push(mask(rows * self.heads * self.tokens * self.tokens));
-            masks.push(mask(n * self.d_model));
-            masks.push(mask(n * self.feedforward));
-            masks.push(mask(n * self.d_model));
+        let len = |i: usize| match i {
+            0 => n * self.d_model,
+            _ => match (i - 1) % 4 {
+                0 => rows * self.heads * self.tokens * self.tokens,
+                2 => n * self.feedforward,
+                _ => n * self.d_model,
+            },
+        };
+        masks.resize_with(1 + 4 * self.layers.len(), Vec::new);
+        for (i, m) in masks.iter_mut().enumerate() {
+            m.clear();
+            m.extend((0..len(i)).map(|_| {
+                if u64::from(rng.next_u32()) < threshold {
+                    scale
+                } else {
+                    0.0
+                }
+            }));
         }
-        masks
     }
 
     /// The id of every token of `rows` input rows when each token's feature block is one-hot
