@@ -106,6 +106,17 @@ def l1(p, q):
     return float(np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
+def hypergrid_exact_l1(logits, coords):
+    """`exact_l1` of a forward policy given its logits (N, dim + 1) at the states `coords`
+    (every state, C index order): masked softmax in float64, the exact terminal distribution,
+    and its L1 distance to the target."""
+    logits = np.where(hypergrid_forward_mask(coords), np.asarray(logits, dtype=np.float64), -np.inf)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return l1(hypergrid_exact_terminal_distribution(probs), hypergrid_target())
+
+
 class IterationTimer:
     """Wall time of every training iteration, in ms (time.perf_counter)."""
 

@@ -234,13 +234,7 @@ def main():
         logits = np.concatenate(
             [np.asarray(fwd(params["net"], obs[i : i + 8192])) for i in range(0, len(obs), 8192)]
         ).astype(np.float64)
-        valid = common.hypergrid_forward_mask(coords)
-        logits = np.where(valid, logits, -np.inf)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        dist = common.hypergrid_exact_terminal_distribution(probs)
-        extra["exact_l1"] = common.l1(dist, common.hypergrid_target())
+        extra["exact_l1"] = common.hypergrid_exact_l1(logits, coords)
     extra["peak_rss_mb_end"] = common.peak_rss_mb()
     common.write_result(args.out, "gfnx", version("gfnx"), args, timer, extra)
 
