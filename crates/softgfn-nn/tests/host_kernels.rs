@@ -340,3 +340,99 @@ fn host_adam_equals_dfdx_adam_bitwise() {
     assert_eq!(bits(&sh.tensors), bits(&sr.tensors));
     assert_eq!(sh.steps, sr.steps);
 }
+
+/// Rows of 0/1 values: `groups` one-hot groups of `width` (the hypergrid's encoding) when
+/// `groups > 0`, else random bits (some rows all zero).
+fn binary_input(rows: usize, dim: usize, groups: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut x = vec![0.0f32; rows * dim];
+    for row in x.chunks_exact_mut(dim) {
+        if groups > 0 {
+            let width = dim / groups;
+            for g in 0..groups {
+                row[g * width + rng.gen_range(0..width)] = 1.0;
+            }
+        } else if rng.gen_range(0..5) > 0 {
+            for v in row.iter_mut() {
+                *v = if rng.gen_bool(0.3) { 1.0 } else { 0.0 };
+            }
+        }
+    }
+    x
+}
+
+#[test]
+fn one_hot_inputs_take_the_gather_bitwise() {
+    // 0/1 inputs make the first layer a gather and its weight gradient a scatter-add, and
+    // small batches take the small-batch kernel: every output, gradient and trained parameter
+    // must still be bitwise the dfdx path's, for batches on both sides of every size limit
+    // (1 and 2 rows: gemm's other paths; over 512: gemm's blocks; over 32: gemm).
+    for (dim, groups, hidden, heads) in [
+        (80usize, 4usize, vec![256usize, 256], vec![5usize, 4, 1]),
+        (12, 0, vec![16], vec![3]),
+        (9, 3, vec![], vec![2, 7]),
+    ] {
+        let s = spec(dim, &hidden, &heads);
+        for rows in [
+            vec![1],
+            vec![2],
+            vec![3],
+            vec![16, 5, 2],
+            vec![40],
+            vec![150],
+            vec![513, 600],
+        ] {
+            let mut models = [model(&s, 31), model(&s, 31)];
+            let mut results = Vec::new();
+            for (m, reference) in models.iter_mut().zip([false, true]) {
+                m.set_reference_kernels(reference).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(32);
+                let mut outs = Vec::new();
+                let mut out = Outputs::new();
+                for &r in &rows {
+                    let x = binary_input(r, dim, groups, &mut rng);
+                    m.forward(&x, r, &mut out).unwrap();
+                    outs.push(bits_out(&out));
+                    m.forward_train(&x, r, &mut out, &mut rng).unwrap();
+                    outs.push(bits_out(&out));
+                    let g = head_grads(&out, &mut rng);
+                    m.backward(&g, &[0.5]).unwrap();
+                }
+                let grads = bits(&m.gradients());
+                m.step().unwrap();
+                results.push((outs, grads, bits(&m.parameters())));
+            }
+            assert!(
+                results[0] == results[1],
+                "host and dfdx paths differ: dim {dim}, rows {rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn non_finite_first_layer_weights_keep_gemm_results() {
+    // `0 * inf` is NaN in gemm's sums: a gather that skipped the zeros would differ, so
+    // non-finite weights take gemm.
+    for hidden in [vec![], vec![32usize]] {
+        let s = spec(80, &hidden, &[5]);
+        let width = hidden.first().copied().unwrap_or(5);
+        let mut outs = Vec::new();
+        for reference in [false, true] {
+            let mut m = model(&s, 41);
+            let mut params = m.parameters();
+            let w = params.iter_mut().find(|t| t.shape == [80, width]).unwrap();
+            w.data[3 * width + 2] = f32::INFINITY;
+            m.set_parameters(&params).unwrap();
+            m.set_reference_kernels(reference).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(42);
+            let x = binary_input(6, 80, 4, &mut rng);
+            let mut out = Outputs::new();
+            m.forward(&x, 6, &mut out).unwrap();
+            outs.push(bits_out(&out));
+        }
+        if hidden.is_empty() {
+            assert!(outs[0][0].iter().any(|&b| f32::from_bits(b).is_nan()));
+        }
+        assert_eq!(outs[0], outs[1], "hidden {hidden:?}");
+    }
+}

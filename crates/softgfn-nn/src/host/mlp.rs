@@ -12,8 +12,25 @@
 //!   accumulate into zeroed buffers, with the heads visited last-first (dfdx runs the backward
 //!   ops in reverse creation order, so the torso output's gradient sums the heads from the last
 //!   one).
+//!
+//! **The first layer as a gather.** Where every input value of a batch is 0 or 1 (one-hot and
+//! binary encodings: the hypergrid's, the bit sequences'), the first layer's product and its
+//! weight gradient skip the zeros, still bitwise equal. `gemm` sums each output of these
+//! products as one chain in inner-dimension order from `+0` (see `host::small::product_chain`:
+//! fused multiply-adds, or `x * w + acc` for one row), and with `x` 0 or 1 both kinds of step
+//! are exact sums: `acc + w` or `acc` (for finite `w`; `acc` is never `-0`: it starts at `+0`,
+//! and a sum that cancels to zero is `+0`). So layer 1's output is `+0` plus the weight rows of
+//! the row's ones in increasing index order, and its weight gradient (inner dimension: the
+//! batch, so for 3 to 512 rows) adds each row's upstream gradient into the weight rows of the
+//! row's ones in row order, from `+0`, then into the gradient buffer (`gemm`'s `dst + acc`).
+//! Batches with a value other than 0 or 1, with non-finite weights (or, for the gradient,
+//! non-finite upstream gradients: `0 * inf` is NaN), or of other sizes go through `gemm`.
+//!
+//! Forwards of one row run their other products on `host::small::row_product`, bitwise
+//! `gemm`'s matrix-vector path, and twice as fast.
 
 use crate::Outputs;
+use crate::host::small::{self, gemm_is_one_chain, product_chain};
 use crate::host::{HostNet, RowRecords, grow, grow_zeroed, matmul};
 
 /// One linear layer: parameter indices and sizes.
@@ -43,6 +60,10 @@ struct Workspace {
     grad_below: Vec<f32>,
     /// `0 + g` of one head.
     head_grad: Vec<f32>,
+    /// The ones of the recorded input's rows (valid when `ones.valid`).
+    ones: OneHot,
+    /// The first layer's weight gradient of one backward, summed by the gather.
+    first_grad: Vec<f32>,
     /// Rows without a record in a reusing forward, their inputs, activations and outputs.
     missing: Vec<usize>,
     compact_input: Vec<f32>,
@@ -78,7 +99,104 @@ impl HostMlp {
     }
 }
 
+/// The ones of a batch whose values are all 0 or 1: row `r`'s ones are the input indices
+/// `idx[off[r]..off[r + 1]]`, increasing.
+#[derive(Debug, Default)]
+struct OneHot {
+    /// Whether the last [`OneHot::scan`] found only zeros and ones.
+    valid: bool,
+    idx: Vec<u32>,
+    off: Vec<usize>,
+}
+
+impl OneHot {
+    /// Scans `rows` rows of `k` values; returns (and keeps in `valid`) whether every value is
+    /// 0 or 1 (`-0` counts as 0: `fma(-0, w, acc) = acc` too).
+    fn scan(&mut self, x: &[f32], rows: usize, k: usize) -> bool {
+        self.idx.clear();
+        self.off.clear();
+        self.off.push(0);
+        self.valid = false;
+        if k == 0 || x.len() != rows * k || u32::try_from(k).is_err() {
+            return false;
+        }
+        for row in x.chunks_exact(k) {
+            for (i, &v) in row.iter().enumerate() {
+                if v == 1.0 {
+                    self.idx.push(i as u32);
+                } else if v != 0.0 {
+                    return false;
+                }
+            }
+            self.off.push(self.idx.len());
+        }
+        self.valid = true;
+        true
+    }
+
+    /// Row `r`'s ones.
+    fn row(&self, r: usize) -> &[u32] {
+        &self.idx[self.off[r]..self.off[r + 1]]
+    }
+}
+
+/// Whether every value is finite: the largest exponent field is not all ones (integer maxima,
+/// which vectorize; the weights are scanned at every forward that gathers).
+fn all_finite(v: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    v.iter().fold(0u32, |m, x| m.max(x.to_bits() & EXPONENT)) < EXPONENT
+}
+
+/// `out = x @ W` over the rows of `ones` (rows whose values are all 0 or 1): bitwise the `gemm`
+/// product when [`product_chain`] says it is one chain per output and `W` is finite (see the
+/// module docs).
+fn gather_forward(w: &[f32], fan_out: usize, ones: &OneHot, rows: usize, out: &mut [f32]) {
+    for (r, row) in out.chunks_exact_mut(fan_out).take(rows).enumerate() {
+        row.fill(0.0);
+        for &i in ones.row(r) {
+            let i = i as usize;
+            for (o, &v) in row.iter_mut().zip(&w[i * fan_out..(i + 1) * fan_out]) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// `dst += x^T @ g` for a first layer (`x` is `rows x fan_in`, `g` is `rows x fan_out`) as a
+/// scatter-add of the rows of `g` when that is bitwise the `gemm` product (see the module
+/// docs); returns false, having done nothing, where it is not.
+#[allow(clippy::too_many_arguments)]
+fn first_layer_weight_grad(
+    ones: &mut OneHot,
+    acc: &mut Vec<f32>,
+    x: &[f32],
+    g: &[f32],
+    rows: usize,
+    fan_in: usize,
+    fan_out: usize,
+    dst: &mut [f32],
+) -> bool {
+    if !gemm_is_one_chain(fan_in, rows, fan_out) || !ones.scan(x, rows, fan_in) || !all_finite(g) {
+        return false;
+    }
+    let acc = grow_zeroed(acc, fan_in * fan_out);
+    for (r, gr) in g.chunks_exact(fan_out).take(rows).enumerate() {
+        for &i in ones.row(r) {
+            let i = i as usize;
+            for (a, &v) in acc[i * fan_out..(i + 1) * fan_out].iter_mut().zip(gr) {
+                *a += v;
+            }
+        }
+    }
+    for (d, &a) in dst[..fan_in * fan_out].iter_mut().zip(acc.iter()) {
+        *d += a;
+    }
+    true
+}
+
 /// `out = max(x @ W + b, 0)` (with `relu`) or `x @ W + b` over `rows` rows.
+/// With `ones` (the rows of `x` are all 0 or 1, see [`OneHot`]) the product is a gather where
+/// that is bitwise the same.
 fn linear_forward(
     params: &[Vec<f32>],
     layer: Linear,
@@ -86,6 +204,7 @@ fn linear_forward(
     rows: usize,
     out: &mut [f32],
     relu: bool,
+    ones: Option<&OneHot>,
 ) {
     let Linear {
         w,
@@ -93,16 +212,30 @@ fn linear_forward(
         fan_in,
         fan_out,
     } = layer;
-    matmul(
-        (rows, fan_in, fan_out),
-        false,
-        x,
-        [fan_in, 1],
-        &params[w],
-        [fan_out, 1],
-        out,
-        [fan_out, 1],
-    );
+    match ones {
+        Some(ones)
+            if ones.valid
+                && product_chain(rows, fan_in, fan_out).is_some()
+                && all_finite(&params[w]) =>
+        {
+            gather_forward(&params[w], fan_out, ones, rows, out);
+        }
+        _ => {
+            let done = rows == 1 && small::row_product(fan_in, fan_out, x, &params[w], out);
+            if !done {
+                matmul(
+                    (rows, fan_in, fan_out),
+                    false,
+                    x,
+                    [fan_in, 1],
+                    &params[w],
+                    [fan_out, 1],
+                    out,
+                    [fan_out, 1],
+                );
+            }
+        }
+    }
     let bias = &params[b][..fan_out];
     for row in out.chunks_exact_mut(fan_out) {
         if relu {
@@ -128,6 +261,8 @@ fn add_bias_grad(bias_grad: &mut [f32], g: &[f32], width: usize) {
 }
 
 /// The forward of `rows` rows of `input`: torso activations into `hidden`, heads into `out`.
+/// `ones` receives the scan of `input` (see [`OneHot`]).
+#[allow(clippy::too_many_arguments)]
 fn run(
     torso: &[Linear],
     heads: &[Linear],
@@ -136,9 +271,17 @@ fn run(
     rows: usize,
     hidden: &mut [Vec<f32>],
     out: &mut Outputs,
+    ones: &mut OneHot,
 ) {
+    ones.valid = false;
     if rows == 0 {
         return;
+    }
+    let first = torso.first().or(heads.first());
+    if let Some(l) = first
+        && product_chain(rows, l.fan_in, l.fan_out).is_some()
+    {
+        ones.scan(input, rows, l.fan_in);
     }
     for (l, &layer) in torso.iter().enumerate() {
         let (below, rest) = hidden.split_at_mut(l);
@@ -147,14 +290,15 @@ fn run(
             None => input,
         };
         let h = grow(&mut rest[0], rows * layer.fan_out);
-        linear_forward(params, layer, x, rows, h, true);
+        linear_forward(params, layer, x, rows, h, true, (l == 0).then_some(&*ones));
     }
     let top: &[f32] = match (hidden.last(), torso.last()) {
         (Some(h), Some(l)) => &h[..rows * l.fan_out],
         _ => input,
     };
     for (j, &head) in heads.iter().enumerate() {
-        linear_forward(params, head, top, rows, out.head_mut(j), false);
+        let first = torso.is_empty().then_some(&*ones);
+        linear_forward(params, head, top, rows, out.head_mut(j), false, first);
     }
 }
 
@@ -182,6 +326,7 @@ impl HostNet for HostMlp {
             rows,
             &mut ws.hidden,
             out,
+            &mut ws.ones,
         );
     }
 
@@ -270,16 +415,29 @@ impl HostNet for HostMlp {
                     [fan_in, 1],
                 );
             }
-            matmul(
-                (fan_in, rows, fan_out),
-                true,
-                below,
-                [1, fan_in],
-                g,
-                [fan_out, 1],
-                &mut grads[w],
-                [fan_out, 1],
-            );
+            let gathered = l == 0
+                && first_layer_weight_grad(
+                    &mut ws.ones,
+                    &mut ws.first_grad,
+                    below,
+                    g,
+                    rows,
+                    fan_in,
+                    fan_out,
+                    &mut grads[w],
+                );
+            if !gathered {
+                matmul(
+                    (fan_in, rows, fan_out),
+                    true,
+                    below,
+                    [1, fan_in],
+                    g,
+                    [fan_out, 1],
+                    &mut grads[w],
+                    [fan_out, 1],
+                );
+            }
             if l > 0 {
                 std::mem::swap(&mut ws.grad, &mut ws.grad_below);
             }
@@ -340,6 +498,7 @@ impl HostNet for HostMlp {
                 rows,
                 &mut ws.hidden,
                 out,
+                &mut ws.ones,
             );
             return;
         }
@@ -363,6 +522,7 @@ impl HostNet for HostMlp {
                 batch,
                 &mut ws.compact_hidden,
                 &mut ws.compact_out,
+                &mut ws.ones,
             );
         }
         // Every row into place: from its record, or from the compact batch.

@@ -18,6 +18,7 @@ use std::fmt;
 use crate::Outputs;
 
 pub(crate) mod mlp;
+pub(crate) mod small;
 pub(crate) mod transformer;
 
 /// A CPU forward/backward of one architecture over host slices. An instance owns its workspace;
