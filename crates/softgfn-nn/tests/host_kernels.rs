@@ -346,8 +346,7 @@ fn host_adam_equals_dfdx_adam_bitwise() {
 fn binary_input(rows: usize, dim: usize, groups: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let mut x = vec![0.0f32; rows * dim];
     for row in x.chunks_exact_mut(dim) {
-        if groups > 0 {
-            let width = dim / groups;
+        if let Some(width) = dim.checked_div(groups) {
             for g in 0..groups {
                 row[g * width + rng.gen_range(0..width)] = 1.0;
             }

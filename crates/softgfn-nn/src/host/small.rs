@@ -85,6 +85,9 @@ fn row_product_avx2(k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
 }
 
 /// The chains of [`row_product`], in blocks of [`WIDE`] outputs, then the rest.
+// `x * w + acc` in `gemm`'s operand order (`acc += x * w` would add in the other order, which
+// only matters for which NaN comes out, but keeps the order visible).
+#[allow(clippy::assign_op_pattern)]
 #[inline(always)]
 fn row_product_any(k: usize, n: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
     let x = &x[..k];
