@@ -18,6 +18,6 @@ pub mod runner;
 pub mod suite;
 
 pub use error::{BenchError, Result};
-pub use report::{ReportFiles, write_report};
+pub use report::{ReportFiles, ReportOptions, write_report, write_report_with};
 pub use runner::{Hardware, Provenance, RunOptions, RunProgress, RunSummary, merge, run_suite};
 pub use suite::{Cell, Shard, Suite, Target};

@@ -8,6 +8,11 @@
 //! each target the trajectories and seconds needed to reach it (mean over the seeds that did,
 //! with `k/n` when not all did). Targets may name any of these metrics
 //! (`"modes_found >= 50"`).
+//!
+//! [`ReportOptions`] add two things for long runs: `partial` reports cells that have not finished
+//! yet (a suite that spans sittings, reported between them; their rows say `unfinished`), and
+//! `at` adds, per environment, a table of every metric at chosen iterations (the paper's "modes
+//! found at 10k / 30k / 50k iterations").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,24 +25,54 @@ use crate::plot::{Series, plot_metric};
 use crate::runner::{SUITE_FILE, cell_finished};
 use crate::suite::{Cell, Suite, Target};
 
-/// The finished run of one cell.
+/// The run of one cell: finished, or (with [`ReportOptions::partial`]) as far as it got.
 #[derive(Clone, Debug)]
 pub struct CellResult {
     /// The cell.
     pub cell: Cell,
     /// Its evaluation records.
     pub records: Vec<EvalRecord>,
-    /// Its summary.
-    pub summary: Summary,
+    /// Its summary; `None` while the cell has not finished.
+    pub summary: Option<Summary>,
+}
+
+/// What a report covers besides the finished cells' tables and plots.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// PNG copies of the plots besides the SVGs.
+    pub png: bool,
+    /// Also report cells that have not finished (with at least one evaluation record), marked
+    /// `unfinished` in the tables.
+    pub partial: bool,
+    /// Iterations at which a table per environment gives every metric (records at exactly these
+    /// iterations; `—` where a run has none).
+    pub at: Vec<u64>,
 }
 
 /// Loads the suite and the finished cells of a results directory.
 pub fn load(dir: &Path) -> Result<(Suite, Vec<CellResult>)> {
+    load_cells(dir, false)
+}
+
+/// Loads the suite and the cells of a results directory: the finished ones, and with `partial`
+/// also the unfinished ones that have written an evaluation record.
+pub fn load_cells(dir: &Path, partial: bool) -> Result<(Suite, Vec<CellResult>)> {
     let suite = Suite::load(&dir.join(SUITE_FILE))?;
     let mut out = Vec::new();
     for cell in suite.cells() {
         let cdir = dir.join(cell.dir());
         if !cell_finished(&cdir) {
+            let metrics = cdir.join(METRICS_FILE);
+            if partial && metrics.is_file() {
+                let records = read_metrics(&metrics)?;
+                if !records.is_empty() {
+                    out.push(CellResult {
+                        cell,
+                        records,
+                        summary: None,
+                    });
+                }
+            }
             continue;
         }
         let records = read_metrics(&cdir.join(METRICS_FILE))?;
@@ -51,7 +86,7 @@ pub fn load(dir: &Path) -> Result<(Suite, Vec<CellResult>)> {
         out.push(CellResult {
             cell,
             records,
-            summary,
+            summary: Some(summary),
         });
     }
     Ok((suite, out))
@@ -245,8 +280,13 @@ pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
         for (algo, idx) in &algos {
             let runs: Vec<&CellResult> = idx.iter().map(|&i| &results[i]).collect();
             let last: Vec<&EvalRecord> = runs.iter().filter_map(|r| r.records.last()).collect();
+            let label = if runs.iter().any(|r| r.summary.is_none()) {
+                format!("{algo} (unfinished)")
+            } else {
+                algo.clone()
+            };
             let mut row = vec![
-                algo.clone(),
+                label,
                 runs.len().to_string(),
                 fmt_mean_std(&last.iter().map(|r| r.iteration as f64).collect::<Vec<_>>()),
                 fmt_mean_std(
@@ -264,13 +304,20 @@ pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
                 let v: Vec<f64> = last.iter().filter_map(|r| metric(r, m)).collect();
                 row.push(fmt_mean_std(&v));
             }
+            // An unfinished run: the median of its records' per-interval timings.
             let ms: Vec<f64> = runs
                 .iter()
-                .map(|r| r.summary.median_ms_per_iteration)
+                .filter_map(|r| match &r.summary {
+                    Some(s) => Some(s.median_ms_per_iteration),
+                    None => median(r.records.iter().filter_map(|x| x.ms_per_iteration)),
+                })
                 .filter(|x| x.is_finite())
                 .collect();
             row.push(fmt_mean_std(&ms));
-            let mem: Vec<f64> = runs.iter().filter_map(|r| r.summary.peak_rss_mb).collect();
+            let mem: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.summary.as_ref().and_then(|s| s.peak_rss_mb))
+                .collect();
             row.push(fmt_mean_std(&mem));
             for t in &targets {
                 let hits: Vec<(u64, f64)> = runs
@@ -296,6 +343,73 @@ pub fn markdown(suite: &Suite, results: &[CellResult]) -> Result<String> {
         }
     }
     Ok(md)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Tables of every metric at the iterations `at`, one per environment: a row per algorithm and
+/// iteration, mean ± standard deviation over the seeds with a record at exactly that iteration
+/// (`k/n` seeds when not all have one yet). Empty when `at` is.
+pub fn milestones_markdown(suite: &Suite, results: &[CellResult], at: &[u64]) -> String {
+    let mut md = String::new();
+    if at.is_empty() {
+        return md;
+    }
+    let its: Vec<String> = at.iter().map(|i| i.to_string()).collect();
+    for (env, algos) in by_env_algo(suite, results) {
+        let at_records = |i: usize, it: u64| results[i].records.iter().find(|r| r.iteration == it);
+        let all: Vec<usize> = algos.iter().flat_map(|(_, idx)| idx.clone()).collect();
+        let has = |m: &str| {
+            all.iter().any(|&i| {
+                at.iter()
+                    .any(|&it| at_records(i, it).and_then(|r| metric(r, m)).is_some())
+            })
+        };
+        let mut names: Vec<String> = REPORT_METRICS
+            .iter()
+            .map(|(m, _)| m.to_string())
+            .filter(|m| has(m))
+            .collect();
+        names.extend(
+            env_metric_names(results, &all, false)
+                .into_iter()
+                .filter(|m| has(m)),
+        );
+        md.push_str(&format!("\n## {env} at iterations {}\n\n", its.join(", ")));
+        let mut header = vec!["algorithm".to_string(), "iteration".into(), "seeds".into()];
+        header.extend(names.iter().map(|m| format!("`{m}`")));
+        md.push_str(&format!("| {} |\n", header.join(" | ")));
+        md.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+        for (algo, idx) in &algos {
+            for &it in at {
+                let recs: Vec<&EvalRecord> =
+                    idx.iter().filter_map(|&i| at_records(i, it)).collect();
+                let mut row = vec![
+                    algo.clone(),
+                    it.to_string(),
+                    format!("{}/{}", recs.len(), idx.len()),
+                ];
+                for m in &names {
+                    let v: Vec<f64> = recs.iter().filter_map(|r| metric(r, m)).collect();
+                    row.push(fmt_mean_std(&v));
+                }
+                md.push_str(&format!("| {} |\n", row.join(" | ")));
+            }
+        }
+    }
+    md
 }
 
 /// Series of one metric for one environment: one per algorithm, mean over seeds with a min-max
@@ -360,16 +474,36 @@ pub struct ReportFiles {
     pub plots: Vec<PathBuf>,
 }
 
-/// Writes `DIR/report.md` and `DIR/plots/ENV/METRIC_vs_{trajectories,seconds}.{svg,png}`.
+/// Writes `DIR/report.md` and `DIR/plots/ENV/METRIC_vs_{trajectories,seconds}.{svg,png}` for
+/// the finished cells (PNG copies when `png`).
 pub fn write_report(dir: &Path, png: bool) -> Result<ReportFiles> {
-    let (suite, results) = load(dir)?;
+    write_report_with(
+        dir,
+        &ReportOptions {
+            png,
+            ..ReportOptions::default()
+        },
+    )
+}
+
+/// [`write_report`] with [`ReportOptions`]: unfinished cells, tables at chosen iterations.
+pub fn write_report_with(dir: &Path, options: &ReportOptions) -> Result<ReportFiles> {
+    let png = options.png;
+    let (suite, results) = load_cells(dir, options.partial)?;
     if results.is_empty() {
+        let message = if options.partial {
+            "no cell has written an evaluation record yet; run the suite first (softgfn bench run)"
+        } else {
+            "no finished cell to report (--partial reports unfinished ones); run the suite first \
+             (softgfn bench run)"
+        };
         return Err(BenchError::Results {
             path: dir.display().to_string(),
-            message: "no finished cell to report; run the suite first (softgfn bench run)".into(),
+            message: message.into(),
         });
     }
     let mut md = markdown(&suite, &results)?;
+    md.push_str(&milestones_markdown(&suite, &results, &options.at));
     let mut files = ReportFiles::default();
     md.push_str("\n## Plots\n");
     let grouped = by_env_algo(&suite, &results);

@@ -101,3 +101,102 @@ fn time_to_target_is_the_first_record_meeting_it() {
         assert_eq!(hit.map(|h| h.0), first.map(|f| f.trajectories));
     }
 }
+
+/// The table row of an algorithm (the line starting with `| NAME |`).
+fn row<'a>(md: &'a str, name: &str) -> Vec<&'a str> {
+    let line = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no row {name} in\n{md}"));
+    line.trim_matches('|').split(" | ").map(str::trim).collect()
+}
+
+#[test]
+fn partial_reports_unfinished_cells_and_tables_at_iterations() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), tmp.path());
+    // soft_dqn seed 2 stopped after its evaluation at iteration 20: no summary yet.
+    let cell = tmp.path().join("cells/grid-a/soft_dqn/s2");
+    std::fs::remove_file(cell.join("summary.json")).unwrap();
+    let metrics = cell.join("metrics.jsonl");
+    let kept: Vec<String> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&metrics, kept.concat()).unwrap();
+
+    // Without --partial the unfinished cell is left out: one seed of soft_dqn.
+    let files = softgfn_bench::write_report(tmp.path(), false).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert_eq!(row(&md, "soft_dqn")[1], "1", "{md}");
+    assert!(!md.contains("unfinished"), "{md}");
+
+    let options = softgfn_bench::ReportOptions {
+        png: false,
+        partial: true,
+        at: vec![20, 40],
+    };
+    let files = softgfn_bench::write_report_with(tmp.path(), &options).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    let (_, results) = softgfn_bench::report::load_cells(tmp.path(), true).unwrap();
+    let records = |algo: &str, seed: u64| {
+        results
+            .iter()
+            .find(|r| r.cell.algo == algo && r.cell.seed == seed)
+            .unwrap()
+            .records
+            .clone()
+    };
+    let unfinished = records("soft_dqn", 2);
+    assert_eq!(unfinished.last().unwrap().iteration, 20);
+
+    // Both seeds, marked; its iterations are the mean of 40 and 20; its ms/iteration is the
+    // median of its records' timings, averaged with seed 1's summary.
+    let r = row(&md, "soft_dqn (unfinished)");
+    assert_eq!(r[1], "2");
+    assert_eq!(r[2], softgfn_bench::report::fmt_num(30.0) + " ± 14.1");
+    assert_eq!(row(&md, "tb")[1], "2", "finished cells are not marked");
+
+    // At iteration 20 both seeds have a record: the mean of the two; at 40 only seed 1.
+    let table = md
+        .split("## grid-a at iterations 20, 40")
+        .nth(1)
+        .expect(&md);
+    let l1 = |algo: &str, seed: u64, it: u64| {
+        records(algo, seed)
+            .iter()
+            .find(|r| r.iteration == it)
+            .unwrap()
+            .exact_l1
+            .unwrap()
+    };
+    let at20 = row(table, "soft_dqn");
+    assert_eq!(&at20[1..3], ["20", "2/2"]);
+    let mean = (l1("soft_dqn", 1, 20) + l1("soft_dqn", 2, 20)) / 2.0;
+    assert!(
+        at20[3].starts_with(&softgfn_bench::report::fmt_num(mean)),
+        "{at20:?} vs {mean}"
+    );
+    let at40: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("| soft_dqn | 40 |"))
+        .unwrap()
+        .trim_matches('|')
+        .split(" | ")
+        .map(str::trim)
+        .collect();
+    assert_eq!(at40[2], "1/2");
+    assert_eq!(
+        at40[3],
+        softgfn_bench::report::fmt_num(l1("soft_dqn", 1, 40))
+    );
+
+    // Nothing to report at all.
+    let empty = tempfile::tempdir().unwrap();
+    copy_dir(&fixture(), empty.path());
+    std::fs::remove_dir_all(empty.path().join("cells")).unwrap();
+    let err = softgfn_bench::write_report_with(empty.path(), &options).unwrap_err();
+    assert!(err.to_string().contains("no cell has written"), "{err}");
+}

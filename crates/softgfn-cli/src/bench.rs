@@ -59,6 +59,13 @@ pub struct ReportArgs {
     /// SVG plots only.
     #[arg(long)]
     pub no_png: bool,
+    /// Also report cells that have not finished (a run that spans sittings), marked `unfinished`.
+    #[arg(long)]
+    pub partial: bool,
+    /// Add a table of every metric at these iterations, per environment (e.g.
+    /// `--at 10000,30000,50000`).
+    #[arg(long, value_delimiter = ',', value_name = "ITERATIONS")]
+    pub at: Vec<u64>,
 }
 
 /// Arguments of `softgfn bench merge`.
@@ -185,7 +192,14 @@ pub fn bench(cmd: BenchCommand, global_args: Vec<String>) -> Result<()> {
             Ok(())
         }
         BenchCommand::Report(a) => {
-            let files = softgfn_bench::write_report(&a.dir, !a.no_png)?;
+            let files = softgfn_bench::write_report_with(
+                &a.dir,
+                &softgfn_bench::ReportOptions {
+                    png: !a.no_png,
+                    partial: a.partial,
+                    at: a.at.clone(),
+                },
+            )?;
             println!(
                 "report: {} ({} plots)",
                 files.markdown.display(),
