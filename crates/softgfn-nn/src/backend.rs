@@ -18,7 +18,7 @@ use crate::graph::GraphArch;
 use crate::host::{HostNet, RowCache};
 use crate::mlp::MlpArch;
 use crate::model::Backend;
-use crate::params::{Flat, Group, NetDevice, ParamMeta, ParamStore, check_same_meta};
+use crate::params::{Flat, Group, HostAdam, NetDevice, ParamMeta, ParamStore, check_same_meta};
 use crate::transformer::TransformerArch;
 use crate::{
     HeadSpec, NamedTensor, NetSpec, NnError, OptimizerSpec, OptimizerState, Outputs, ScalarSpec,
@@ -253,6 +253,8 @@ struct HostPath {
     pending: bool,
     /// Whether the kernel reuses rows unless told otherwise.
     reuse_by_default: bool,
+    /// Buffers of the host Adam step.
+    adam: HostAdam,
 }
 
 /// What the inference forwards share.
@@ -286,6 +288,7 @@ impl HostPath {
             grads: vec![Vec::new(); num_params],
             scratch: vec![Vec::new(); num_params],
             pending: false,
+            adam: HostAdam::default(),
         })
     }
 
@@ -882,8 +885,18 @@ where
 
     fn step(&mut self) -> Result<f32, NnError> {
         self.discard_pending();
-        self.flush_host_grads()?;
-        let norm = self.store.step();
+        let norm = match &mut self.host {
+            // Host gradients step on the host (bitwise dfdx's Adam, without its temporaries);
+            // the reference kernels keep dfdx's Adam, so that the tests compare the two.
+            Some(host) if host.pending && !self.reference => {
+                host.pending = false;
+                self.store.step_host(&host.grads, &mut host.adam)
+            }
+            _ => {
+                self.flush_host_grads()?;
+                self.store.step()
+            }
+        };
         self.refresh_scalars();
         self.params_changed();
         norm

@@ -245,6 +245,52 @@ impl<D: NetDevice> ParamStore<D> {
         Ok(norm)
     }
 
+    /// One Adam step with host gradients (one per parameter, in `meta` order), bitwise the
+    /// step that [`accumulate`](Self::accumulate) of the same gradients followed by
+    /// [`step`](Self::step) makes, without building gradient tensors or the temporaries of
+    /// dfdx's element-wise ops: every element goes through the same `f32` operations in the
+    /// same order (see [`adam_update`]), fused into one pass, and the gradient norm sums the
+    /// squares in the same order. The host path of [`Device::Cpu`](crate::Device::Cpu) steps
+    /// with it; with gradients already pending in the store it adds `grads` to them and
+    /// steps as usual.
+    pub fn step_host(&mut self, grads: &[Vec<f32>], ws: &mut HostAdam) -> Result<f32, NnError> {
+        debug_assert_eq!(grads.len(), self.values.len());
+        if self.grads.is_some() {
+            let tensors = grads
+                .iter()
+                .map(|g| {
+                    self.dev
+                        .try_tensor_from_vec(g.clone(), (g.len(),))
+                        .map_err(backend_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.accumulate(tensors)?;
+            return self.step();
+        }
+        for group in &mut self.groups {
+            group.steps += 1;
+        }
+        let mut norm_sq: Option<f32> = None;
+        for (k, g) in grads.iter().enumerate() {
+            let n = self.meta[k].numel();
+            debug_assert_eq!(g.len(), n);
+            let group = &self.groups[self.meta[k].group];
+            let c = AdamCoefs::new(&self.adam, group.learning_rate, group.steps);
+            let theta = grow(&mut ws.theta, n);
+            let m = grow(&mut ws.m, n);
+            let v = grow(&mut ws.v, n);
+            self.values[k].copy_into(theta);
+            self.m[k].copy_into(m);
+            self.v[k].copy_into(v);
+            let s = adam_host(theta, m, v, &g[..n], &c);
+            norm_sq = Some(norm_sq.map_or(s, |acc| acc + s));
+            self.values[k].copy_from(theta);
+            self.m[k].copy_from(m);
+            self.v[k].copy_from(v);
+        }
+        Ok(norm_sq.unwrap_or(0.0).sqrt())
+    }
+
     /// Moments and group step counts.
     pub fn optimizer_state(&self) -> OptimizerState {
         let mut tensors = named(&self.meta, "adam.m.", &self.m);
@@ -373,6 +419,91 @@ fn adam_update<D: NetDevice>(
         .try_add(cfg.eps)?;
     let update = m.clone().try_div(bc1 as f32)?.try_div(denom)?;
     theta.try_axpy(1.0, &update, -widen(learning_rate))
+}
+
+/// Reusable host buffers of [`ParamStore::step_host`].
+#[derive(Debug, Default)]
+pub(crate) struct HostAdam {
+    theta: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+/// The first `len` values of `buf`, grown when shorter.
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// The `f32` constants of one parameter's Adam update, converted as [`adam_update`] converts
+/// them for dfdx (`axpy` takes `f64` coefficients and rounds them to `f32`; the bias corrections
+/// are `f64`, rounded to `f32` by the scalar divisions).
+#[derive(Clone, Copy, Debug)]
+struct AdamCoefs {
+    weight_decay: Option<f32>,
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    eps: f32,
+    neg_learning_rate: f32,
+}
+
+impl AdamCoefs {
+    #[allow(clippy::cast_possible_truncation)]
+    fn new(cfg: &AdamConfig, learning_rate: f32, t: u64) -> Self {
+        let b1 = widen(cfg.beta1);
+        let b2 = widen(cfg.beta2);
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        Self {
+            weight_decay: (cfg.weight_decay != 0.0).then(|| widen(cfg.weight_decay) as f32),
+            beta1: b1 as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            beta2: b2 as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            bias_correction1: (1.0 - b1.powi(t)) as f32,
+            bias_correction2: (1.0 - b2.powi(t)) as f32,
+            eps: cfg.eps,
+            neg_learning_rate: (-widen(learning_rate)) as f32,
+        }
+    }
+}
+
+/// One parameter's Adam update on host slices, element by element the operations of
+/// [`adam_update`] (each dfdx op rounds to `f32`; `x * 1.0` is kept where dfdx's `axpy` has it,
+/// although it is exact). Returns the sum of the squared gradients (before weight decay) in
+/// element order from 0, as dfdx's `square` then `sum` computes it.
+fn adam_host(theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: &AdamCoefs) -> f32 {
+    // The sum is a serial chain (its order is fixed); the update of a chunk is independent
+    // work that the CPU overlaps with it, and that the compiler vectorizes.
+    const CHUNK: usize = 64;
+    let mut sum = 0.0f32;
+    for (((theta, m), v), g) in theta
+        .chunks_mut(CHUNK)
+        .zip(m.chunks_mut(CHUNK))
+        .zip(v.chunks_mut(CHUNK))
+        .zip(g.chunks(CHUNK))
+    {
+        for &x in g {
+            sum += x * x;
+        }
+        for (((theta, m), v), &g) in theta.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+            let g = match c.weight_decay {
+                Some(wd) => g * 1.0 + *theta * wd,
+                None => g,
+            };
+            *m = *m * c.beta1 + g * c.one_minus_beta1;
+            *v = *v * c.beta2 + (g * g) * c.one_minus_beta2;
+            let denom = (*v / c.bias_correction2).sqrt() + c.eps;
+            let update = (*m / c.bias_correction1) / denom;
+            *theta = *theta * 1.0 + update * c.neg_learning_rate;
+        }
+    }
+    sum
 }
 
 /// Widens an `f32` hyper-parameter to the `f64` of its shortest decimal form, so that `0.999`
