@@ -43,6 +43,7 @@ pub mod soft;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trajectory;
+mod vexp;
 
 pub use backward::{BackwardPolicy, BackwardPolicyKind, LogProbRow, TreeBackward, UniformBackward};
 pub use check::{CheckOptions, CheckReport, check_env, check_env_with};

@@ -7,12 +7,15 @@
 //! - terminal log-rewards and features are finite; `check_env` passes on random instances and
 //!   names a listed property on every broken one;
 //! - the flow recursion of a uniform backward policy samples exactly `R/Z`;
-//! - `logsumexp`, `log_add_exp`, `masked_log_softmax`, `sample_from_log_probs` and the metrics keep
-//!   their defining bounds.
+//! - `logsumexp`, `log_add_exp`, `masked_log_softmax`, `masked_softmax`, `sample_from_log_probs`,
+//!   `sample_from_probs` and the metrics keep their defining bounds.
 
 use proptest::prelude::*;
 use softgfn_core::exact::StateGraph;
-use softgfn_core::math::{log_add_exp, logsumexp, masked_log_softmax, sample_from_log_probs};
+use softgfn_core::math::{
+    log_add_exp, logsumexp, masked_log_softmax, masked_softmax, sample_from_log_probs,
+    sample_from_probs,
+};
 use softgfn_core::metrics::{jsd, kl, l1, tv};
 use softgfn_core::testing::{Breakage, BrokenEnv, SetEnv, SlotEnv};
 use softgfn_core::{
@@ -231,15 +234,24 @@ proptest! {
             }
         }
         let drawn = sample_from_log_probs(&out, u);
+        let mut probs = vec![0.0; logits.len()];
+        prop_assert_eq!(masked_softmax(&logits, &mask, temperature, &mut probs).to_bits(), norm.to_bits());
+        let drawn_p = sample_from_probs(&probs, u);
         if mask.iter().any(|&v| v) {
             prop_assert!(norm.is_finite());
             let total: f64 = out.iter().map(|o| o.exp()).sum();
             prop_assert!((total - 1.0).abs() < 1e-9, "sums to {}", total);
+            let total_p: f64 = probs.iter().sum();
+            prop_assert!((total_p - 1.0).abs() < 1e-9, "probabilities sum to {}", total_p);
             let j = drawn.unwrap();
             prop_assert!(mask[j], "drew the masked entry {}", j);
+            let j = drawn_p.unwrap();
+            prop_assert!(mask[j], "drew the masked entry {} from the probabilities", j);
         } else {
             prop_assert_eq!(norm, f64::NEG_INFINITY);
             prop_assert_eq!(drawn, None);
+            prop_assert_eq!(drawn_p, None);
+            prop_assert!(probs.iter().all(|&p| p == 0.0));
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use softgfn_core::math::{log_softmax_backward_one, masked_log_softmax};
+use softgfn_core::math::{masked_softmax, softmax_backward_one};
 use softgfn_core::{BackwardPolicyKind, Environment, Rng};
 use softgfn_nn::{AdamConfig, HeadSpec, Model, OptimizerSpec, Outputs, ScalarSpec};
 use softgfn_train::algorithm::{
@@ -86,7 +86,10 @@ pub struct BalanceAlgorithm {
     num_backward_actions: usize,
     out: Outputs,
     grad: Outputs,
-    lp_rows: Vec<f64>,
+    /// Forward probabilities of every state of the batch, `rows x num_actions`.
+    prob_rows: Vec<f64>,
+    /// Log-normaliser of every state's forward logits.
+    log_norms: Vec<f64>,
     log_pf: Vec<f64>,
     log_pb: Vec<f64>,
     log_flow: Vec<f64>,
@@ -162,7 +165,8 @@ impl BalanceAlgorithm {
             num_backward_actions: spec.num_backward_actions,
             out: Outputs::new(),
             grad: Outputs::new(),
-            lp_rows: Vec::new(),
+            prob_rows: Vec::new(),
+            log_norms: Vec::new(),
             log_pf: Vec::new(),
             log_pb: Vec::new(),
             log_flow: Vec::new(),
@@ -226,15 +230,18 @@ impl Algorithm for BalanceAlgorithm {
         self.model
             .forward_train(&t.features, rows, &mut self.out, ctx.rng)?;
 
-        // Masked log-softmax of every state's forward (and learned backward) logits.
-        self.lp_rows.resize(rows * na, 0.0);
+        // Masked softmax of every state's forward logits (probabilities, for the gradient, and
+        // the log-normaliser, for the taken actions' log-probabilities; each exponential once),
+        // and the learned backward's log-softmax.
+        self.prob_rows.resize(rows * na, 0.0);
+        self.log_norms.resize(rows, 0.0);
         let fl = self.out.head(0);
         for r in 0..rows {
-            masked_log_softmax(
+            self.log_norms[r] = masked_softmax(
                 &fl[r * na..(r + 1) * na],
                 t.forward_mask(r),
                 1.0,
-                &mut self.lp_rows[r * na..(r + 1) * na],
+                &mut self.prob_rows[r * na..(r + 1) * na],
             );
         }
         if let Some(h) = self.backward.head() {
@@ -251,7 +258,7 @@ impl Algorithm for BalanceAlgorithm {
             for e in t.edge_offsets[i]..t.edge_offsets[i + 1] {
                 let src = t.edge_source(i, e);
                 let a = t.actions[e] as usize;
-                self.log_pf[e] = self.lp_rows[src * na + a];
+                self.log_pf[e] = f64::from(fl[src * na + a]) - self.log_norms[src];
                 self.log_pb[e] = if t.is_exit_edge(e) {
                     0.0
                 } else {
@@ -290,8 +297,8 @@ impl Algorithm for BalanceAlgorithm {
             for e in t.edge_offsets[i]..t.edge_offsets[i + 1] {
                 let src = t.edge_source(i, e);
                 let a = t.actions[e] as usize;
-                log_softmax_backward_one(
-                    &self.lp_rows[src * na..(src + 1) * na],
+                softmax_backward_one(
+                    &self.prob_rows[src * na..(src + 1) * na],
                     t.forward_mask(src),
                     a,
                     self.grads.log_pf[e],

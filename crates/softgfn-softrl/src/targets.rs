@@ -19,7 +19,7 @@
 //! The "double" variant bootstraps with `V(s') = sum_a' pi_online(a'|s') [Q_target(s', a') -
 //! lambda log pi_online(a'|s')]`.
 
-use softgfn_core::math::masked_log_softmax;
+use softgfn_core::math::{masked_log_softmax, masked_logsumexp, masked_softmax};
 
 use crate::common::TdLoss;
 
@@ -69,22 +69,25 @@ pub fn soft_td_target(p: &TargetParams, x: &TargetInputs<'_>, scratch: &mut [f64
     if !x.done {
         y += match (p.double, x.q_online_next) {
             (true, Some(qo)) => {
-                masked_log_softmax(qo, x.next_mask, p.lambda, scratch);
+                let log_norm = masked_softmax(qo, x.next_mask, p.lambda, scratch);
+                let inv_lambda = 1.0 / p.lambda;
                 let mut v = 0.0;
                 for a in 0..qo.len() {
                     if x.next_mask[a] {
-                        let lp = scratch[a];
-                        v += lp.exp() * (f64::from(x.q_target_next[a]) - p.lambda * lp);
+                        let lp = f64::from(qo[a]) * inv_lambda - log_norm;
+                        v += scratch[a] * (f64::from(x.q_target_next[a]) - p.lambda * lp);
                     }
                 }
                 v
             }
-            _ => soft_value(x.q_target_next, x.next_mask, p.lambda, scratch),
+            // Only the normaliser: no row of log-probabilities is written.
+            _ => p.lambda * masked_logsumexp(x.q_target_next, x.next_mask, p.lambda),
         };
     }
     if let Some(qs) = x.q_target_state.filter(|_| p.munchausen_alpha > 0.0) {
-        masked_log_softmax(qs, x.mask, p.lambda, scratch);
-        let term = (p.lambda * scratch[x.action]).clamp(p.munchausen_clip_min, 0.0);
+        let log_pi =
+            f64::from(qs[x.action]) * (1.0 / p.lambda) - masked_logsumexp(qs, x.mask, p.lambda);
+        let term = (p.lambda * log_pi).clamp(p.munchausen_clip_min, 0.0);
         y += p.munchausen_alpha * term;
     }
     y

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use softgfn_core::env::{is_dead_end, is_terminal_mask};
-use softgfn_core::math::{masked_log_softmax, sample_from_log_probs};
+use softgfn_core::math::{masked_softmax, sample_from_probs};
 use softgfn_core::rng::uniform;
 use softgfn_core::{CoreError, Environment, NO_BACKWARD_ACTION, Rng, StateValue, Trajectories};
 
@@ -88,7 +88,8 @@ pub struct Sampler {
     fmask: Vec<bool>,
     bmask: Vec<bool>,
     logits: Vec<f32>,
-    lp: Vec<f64>,
+    /// Probabilities of the row being sampled.
+    probs: Vec<f64>,
     step_rows: Vec<usize>,
     step_states: Vec<StateValue>,
     step_actions: Vec<u32>,
@@ -169,8 +170,8 @@ impl Sampler {
         }
         let eps = exploration.epsilon;
         let temp = exploration.temperature;
-        self.lp.resize(na, 0.0);
-        let lp_row = &mut self.lp;
+        self.probs.resize(na, 0.0);
+        let probs = &mut self.probs;
         let mut steps = 0usize;
         while !self.active.is_empty() {
             let rows = self.active.len();
@@ -218,8 +219,10 @@ impl Sampler {
                     }
                     .into());
                 }
-                let log_norm =
-                    masked_log_softmax(&self.logits[r * na..(r + 1) * na], mask, temp, lp_row);
+                let logits = &self.logits[r * na..(r + 1) * na];
+                // Each valid entry's exponential once: the probabilities are sampled from, and
+                // the drawn action's log-probability is its scaled logit minus the normaliser.
+                let log_norm = masked_softmax(logits, mask, temp, probs);
                 if !log_norm.is_finite() {
                     return Err(crate::TrainError::NonFinite {
                         what: "policy logits".into(),
@@ -229,16 +232,21 @@ impl Sampler {
                 }
                 if eps > 0.0 {
                     let nvalid = mask.iter().filter(|&&v| v).count() as f64;
-                    for (l, &v) in lp_row.iter_mut().zip(mask) {
+                    for (p, &v) in probs.iter_mut().zip(mask) {
                         if v {
-                            *l = ((1.0 - eps) * l.exp() + eps / nvalid).ln();
+                            *p = (1.0 - eps) * *p + eps / nvalid;
                         }
                     }
                 }
                 let u = uniform(rng);
-                let a = sample_from_log_probs(lp_row, u).unwrap_or(0);
+                let a = sample_from_probs(probs, u).unwrap_or(0);
+                let log_p = if eps > 0.0 {
+                    probs[a].ln()
+                } else {
+                    f64::from(logits[a]) * (1.0 / temp) - log_norm
+                };
                 let b = &mut self.bufs[i];
-                b.blp.push(lp_row[a]);
+                b.blp.push(log_p);
                 if spec.is_exit(a as u32) {
                     b.edges.push((a as u32, NO_BACKWARD_ACTION));
                     b.done = true;
