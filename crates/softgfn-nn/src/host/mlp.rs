@@ -16,21 +16,27 @@
 //! **The first layer as a gather.** Where every input value of a batch is 0 or 1 (one-hot and
 //! binary encodings: the hypergrid's, the bit sequences'), the first layer's product and its
 //! weight gradient skip the zeros, still bitwise equal. `gemm` sums each output of these
-//! products as one chain in inner-dimension order from `+0` (see `host::small::product_chain`:
-//! fused multiply-adds, or `x * w + acc` for one row), and with `x` 0 or 1 both kinds of step
-//! are exact sums: `acc + w` or `acc` (for finite `w`; `acc` is never `-0`: it starts at `+0`,
-//! and a sum that cancels to zero is `+0`). So layer 1's output is `+0` plus the weight rows of
-//! the row's ones in increasing index order, and its weight gradient (inner dimension: the
-//! batch, so for 3 to 512 rows) adds each row's upstream gradient into the weight rows of the
-//! row's ones in row order, from `+0`, then into the gradient buffer (`gemm`'s `dst + acc`).
+//! products as chains in inner-dimension order from `+0` (see `host::small`: fused
+//! multiply-adds, or `x * w + acc` for one row; a long inner dimension in blocks, each block's
+//! chain added to the destination in turn), and with `x` 0 or 1 both kinds of step are exact
+//! sums: `acc + w` or `acc` (for finite `w`; `acc` is never `-0`: it starts at `+0`, and a sum
+//! that cancels to zero is `+0`). So layer 1's output is `+0` plus the weight rows of the row's
+//! ones in increasing index order, and its weight gradient (whose inner dimension is the batch)
+//! adds, block by block, each row's upstream gradient into the weight rows of the row's ones
+//! in row order from `+0`, then the block into the gradient buffer (`gemm`'s `dst + acc`).
 //! Batches with a value other than 0 or 1, with non-finite weights (or, for the gradient,
-//! non-finite upstream gradients: `0 * inf` is NaN), or of other sizes go through `gemm`.
+//! non-finite upstream gradients: `0 * inf` is NaN), or of the sizes where `gemm` takes another
+//! path, go through `gemm`.
+//!
+//! **The heads side by side.** The heads are narrow, and `gemm` costs about as much per call
+//! for 1 output as for 16: forwards of at least 2 rows compute all heads as one product of
+//! their weight columns side by side (`host::small::narrow_product`, the same chains).
 //!
 //! Forwards of one row run their other products on `host::small::row_product`, bitwise
 //! `gemm`'s matrix-vector path, and twice as fast.
 
 use crate::Outputs;
-use crate::host::small::{self, gemm_is_one_chain, product_chain};
+use crate::host::small::{self, Chain, NARROW, product_chain};
 use crate::host::{HostNet, RowRecords, grow, grow_zeroed, matmul};
 
 /// One linear layer: parameter indices and sizes.
@@ -60,8 +66,9 @@ struct Workspace {
     grad_below: Vec<f32>,
     /// `0 + g` of one head.
     head_grad: Vec<f32>,
-    /// The ones of the recorded input's rows (valid when `ones.valid`).
-    ones: OneHot,
+    /// The forward's scratch (the ones of the input, the heads side by side); the backward
+    /// scans its recorded input into `scratch.ones`.
+    scratch: Scratch,
     /// The first layer's weight gradient of one backward, summed by the gather.
     first_grad: Vec<f32>,
     /// Rows without a record in a reusing forward, their inputs, activations and outputs.
@@ -97,6 +104,72 @@ impl HostMlp {
             ws,
         }
     }
+}
+
+/// Scratch buffers of a forward.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The ones of the input (see [`OneHot`]).
+    ones: OneHot,
+    /// The heads' weights side by side (`fan_in x NARROW`), and their outputs (`rows x NARROW`).
+    heads_w: Vec<f32>,
+    heads_out: Vec<f32>,
+}
+
+/// The heads' products as one (their weight columns side by side, see
+/// `host::small::narrow_product`), then their biases; false, having done nothing, where that
+/// would not be bitwise each head's own `gemm` product (fewer than two heads, more than
+/// [`NARROW`] outputs in all, or a product that `gemm` would not sum with its microkernels).
+fn heads_side_by_side(
+    params: &[Vec<f32>],
+    heads: &[Linear],
+    top: &[f32],
+    rows: usize,
+    out: &mut Outputs,
+    scratch: &mut Scratch,
+) -> bool {
+    let Some(k) = heads.first().map(|h| h.fan_in) else {
+        return false;
+    };
+    let width: usize = heads.iter().map(|h| h.fan_out).sum();
+    if heads.len() < 2
+        || width > NARROW
+        || heads
+            .iter()
+            .any(|h| h.fan_in != k || product_chain(rows, k, h.fan_out) != Some(Chain::Microkernel))
+        || !small::narrow_available()
+    {
+        return false;
+    }
+    let w = grow_zeroed(&mut scratch.heads_w, k * NARROW);
+    let mut at = 0;
+    for h in heads {
+        let d = h.fan_out;
+        for (row, src) in w.chunks_exact_mut(NARROW).zip(params[h.w].chunks_exact(d)) {
+            row[at..at + d].copy_from_slice(src);
+        }
+        at += d;
+    }
+    let o = grow(&mut scratch.heads_out, rows * NARROW);
+    if !small::narrow_product(rows, k, top, &scratch.heads_w[..k * NARROW], o) {
+        return false;
+    }
+    let mut at = 0;
+    for (j, h) in heads.iter().enumerate() {
+        let d = h.fan_out;
+        let bias = &params[h.b][..d];
+        for (dst, src) in out
+            .head_mut(j)
+            .chunks_exact_mut(d)
+            .zip(o.chunks_exact(NARROW))
+        {
+            for ((y, &v), &c) in dst.iter_mut().zip(&src[at..at + d]).zip(bias) {
+                *y = v + c;
+            }
+        }
+        at += d;
+    }
+    true
 }
 
 /// The ones of a batch whose values are all 0 or 1: row `r`'s ones are the input indices
@@ -164,7 +237,9 @@ fn gather_forward(w: &[f32], fan_out: usize, ones: &OneHot, rows: usize, out: &m
 
 /// `dst += x^T @ g` for a first layer (`x` is `rows x fan_in`, `g` is `rows x fan_out`) as a
 /// scatter-add of the rows of `g` when that is bitwise the `gemm` product (see the module
-/// docs); returns false, having done nothing, where it is not.
+/// docs): per block of rows as `gemm` splits its inner dimension (`small::gemm_depth_block`),
+/// the block's rows added from `+0` in row order, then the block added to `dst`. Returns
+/// false, having done nothing, where it is not.
 #[allow(clippy::too_many_arguments)]
 fn first_layer_weight_grad(
     ones: &mut OneHot,
@@ -176,20 +251,33 @@ fn first_layer_weight_grad(
     fan_out: usize,
     dst: &mut [f32],
 ) -> bool {
-    if !gemm_is_one_chain(fan_in, rows, fan_out) || !ones.scan(x, rows, fan_in) || !all_finite(g) {
+    // gemm's outer-product path (k <= 2) and matrix-vector paths (an output dimension of 1)
+    // sum otherwise.
+    if rows < 3 || fan_in < 2 || fan_out < 2 || !small::narrow_available() {
         return false;
     }
-    let acc = grow_zeroed(acc, fan_in * fan_out);
-    for (r, gr) in g.chunks_exact(fan_out).take(rows).enumerate() {
-        for &i in ones.row(r) {
-            let i = i as usize;
-            for (a, &v) in acc[i * fan_out..(i + 1) * fan_out].iter_mut().zip(gr) {
-                *a += v;
+    if !ones.scan(x, rows, fan_in) || !all_finite(g) {
+        return false;
+    }
+    let kc = small::gemm_depth_block(fan_in, rows, fan_out);
+    let dst = &mut dst[..fan_in * fan_out];
+    let mut start = 0;
+    while start < rows {
+        let end = (start + kc).min(rows);
+        let acc = grow_zeroed(acc, fan_in * fan_out);
+        for r in start..end {
+            let gr = &g[r * fan_out..(r + 1) * fan_out];
+            for &i in ones.row(r) {
+                let i = i as usize;
+                for (a, &v) in acc[i * fan_out..(i + 1) * fan_out].iter_mut().zip(gr) {
+                    *a += v;
+                }
             }
         }
-    }
-    for (d, &a) in dst[..fan_in * fan_out].iter_mut().zip(acc.iter()) {
-        *d += a;
+        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+            *d += a;
+        }
+        start = end;
     }
     true
 }
@@ -261,7 +349,7 @@ fn add_bias_grad(bias_grad: &mut [f32], g: &[f32], width: usize) {
 }
 
 /// The forward of `rows` rows of `input`: torso activations into `hidden`, heads into `out`.
-/// `ones` receives the scan of `input` (see [`OneHot`]).
+/// `scratch.ones` receives the scan of `input` (see [`OneHot`]).
 #[allow(clippy::too_many_arguments)]
 fn run(
     torso: &[Linear],
@@ -271,8 +359,9 @@ fn run(
     rows: usize,
     hidden: &mut [Vec<f32>],
     out: &mut Outputs,
-    ones: &mut OneHot,
+    scratch: &mut Scratch,
 ) {
+    let ones = &mut scratch.ones;
     ones.valid = false;
     if rows == 0 {
         return;
@@ -296,8 +385,12 @@ fn run(
         (Some(h), Some(l)) => &h[..rows * l.fan_out],
         _ => input,
     };
+    if !torso.is_empty() && heads_side_by_side(params, heads, top, rows, out, scratch) {
+        return;
+    }
+    let ones = &scratch.ones;
     for (j, &head) in heads.iter().enumerate() {
-        let first = torso.is_empty().then_some(&*ones);
+        let first = torso.is_empty().then_some(ones);
         linear_forward(params, head, top, rows, out.head_mut(j), false, first);
     }
 }
@@ -326,7 +419,7 @@ impl HostNet for HostMlp {
             rows,
             &mut ws.hidden,
             out,
-            &mut ws.ones,
+            &mut ws.scratch,
         );
     }
 
@@ -417,7 +510,7 @@ impl HostNet for HostMlp {
             }
             let gathered = l == 0
                 && first_layer_weight_grad(
-                    &mut ws.ones,
+                    &mut ws.scratch.ones,
                     &mut ws.first_grad,
                     below,
                     g,
@@ -498,7 +591,7 @@ impl HostNet for HostMlp {
                 rows,
                 &mut ws.hidden,
                 out,
-                &mut ws.ones,
+                &mut ws.scratch,
             );
             return;
         }
@@ -522,7 +615,7 @@ impl HostNet for HostMlp {
                 batch,
                 &mut ws.compact_hidden,
                 &mut ws.compact_out,
-                &mut ws.ones,
+                &mut ws.scratch,
             );
         }
         // Every row into place: from its record, or from the compact batch.

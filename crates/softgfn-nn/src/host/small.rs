@@ -2,13 +2,18 @@
 //!
 //! The host kernels' products are bitwise those of the dfdx path because they call `gemm` with
 //! dfdx's arguments. Where `gemm` is known to sum each output as one chain in inner-dimension
-//! order ([`product_chain`], [`gemm_is_one_chain`]), a kernel that forms the same chains gets the
+//! order ([`product_chain`], [`gemm_depth_block`]), a kernel that forms the same chains gets the
 //! same bits: the MLP's first layer as a gather (`host::mlp`), and [`row_product`].
 //!
 //! A forward of one row (the sampler's last trajectory, running alone) takes `gemm`'s
 //! matrix-vector path, a scalar loop over one output vector (about 14 GFLOP/s for 256 x 256
 //! here); [`row_product`] forms the same chains (`x * w + acc`, two roundings, inner dimension
 //! in increasing order from `+0`) over eight 8-wide vectors at a time, twice as fast.
+//!
+//! The MLP's heads are narrow (5, 4 and 1 outputs for a hypergrid with a learned backward policy
+//! and a flow), and `gemm` costs about 2 us per head and call whatever the width;
+//! [`narrow_product`] computes all of them side by side, as one product of up to 16 columns,
+//! with `gemm`'s microkernel chains.
 
 /// How `gemm` sums each output of a product whose operands and destination are row-major (as
 /// every product of the host kernels is).
@@ -39,12 +44,109 @@ pub(crate) fn product_chain(m: usize, k: usize, n: usize) -> Option<Chain> {
     })
 }
 
-/// Whether `gemm` sums each output of a `(m, k, n)` product with accumulation (`c += a @ b`) as
-/// one microkernel chain from `+0` and then adds it to the destination (`c + chain`): as for
-/// [`product_chain`], and neither output dimension is 1 (its matrix-vector path would continue
-/// the chain from the destination's value instead).
-pub(crate) fn gemm_is_one_chain(m: usize, k: usize, n: usize) -> bool {
-    m >= 2 && n >= 2 && (3..=512).contains(&k)
+/// Most outputs of [`narrow_product`]: the MLP's heads side by side (two 8-wide vectors).
+pub(crate) const NARROW: usize = 16;
+
+/// Rows per register block of [`narrow_product`].
+const NARROW_ROWS: usize = 6;
+
+/// Whether this CPU runs [`narrow_product`] (FMA and AVX2; `gemm` picks its FMA microkernels on
+/// every CPU with FMA).
+pub(crate) fn narrow_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out = x @ w` for a row-major `rows x k` `x`, a row-major `k x NARROW` `w` and a row-major
+/// `rows x NARROW` `out`: each output as one chain of fused multiply-adds over `k` in order
+/// from `+0` (`f32::mul_add` rounds once, as the FMA instruction), which is bitwise what `gemm`
+/// computes for every column of a product whose [`product_chain`] is [`Chain::Microkernel`]
+/// (so the columns of several products with the same `x` can be computed side by side). Returns
+/// false, having done nothing, where [`narrow_available`] is false or the chains would not be
+/// `gemm`'s.
+pub(crate) fn narrow_product(rows: usize, k: usize, x: &[f32], w: &[f32], out: &mut [f32]) -> bool {
+    if product_chain(rows, k, NARROW) != Some(Chain::Microkernel)
+        || x.len() < rows * k
+        || w.len() < k * NARROW
+        || out.len() < rows * NARROW
+        || !narrow_available()
+    {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: `narrow_available` checked at run time that the CPU has FMA and AVX2, which
+        // is all that `narrow_product_fma` is compiled for; the function itself is safe code.
+        unsafe {
+            narrow_product_fma(rows, k, x, w, out);
+        }
+    }
+    true
+}
+
+/// The chains of [`narrow_product`] in blocks of up to [`NARROW_ROWS`] rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn narrow_product_fma(rows: usize, k: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let left = rows - r0;
+        match left {
+            1 => narrow_block::<1>(r0, k, x, w, out),
+            2 => narrow_block::<2>(r0, k, x, w, out),
+            3 => narrow_block::<3>(r0, k, x, w, out),
+            4 => narrow_block::<4>(r0, k, x, w, out),
+            5 => narrow_block::<5>(r0, k, x, w, out),
+            _ => narrow_block::<NARROW_ROWS>(r0, k, x, w, out),
+        }
+        r0 += left.min(NARROW_ROWS);
+    }
+}
+
+/// Rows `r0..r0 + R` of [`narrow_product`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn narrow_block<const R: usize>(r0: usize, k: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let xs: [&[f32]; R] = std::array::from_fn(|r| &x[(r0 + r) * k..(r0 + r + 1) * k]);
+    let mut acc = [[0.0f32; NARROW]; R];
+    for (kk, wrow) in w[..k * NARROW].chunks_exact(NARROW).enumerate() {
+        for (a, xr) in acc.iter_mut().zip(&xs) {
+            let xv = xr[kk];
+            for (a, &wt) in a.iter_mut().zip(wrow) {
+                *a = xv.mul_add(wt, *a);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        out[(r0 + r) * NARROW..(r0 + r + 1) * NARROW].copy_from_slice(a);
+    }
+}
+
+/// The inner-dimension block length with which `gemm` sums a `(m, k, n)` product whose
+/// destination is row-major and that neither takes its outer-product path (`k <= 2`) nor its
+/// matrix-vector paths (an output dimension of 1): `gemm` transposes it to `(n, k, m)` and
+/// splits `k` into blocks of `kc` (the last one shorter), each summed as one microkernel chain
+/// from `+0` and added to the destination in order. `kc` is `gemm`'s own choice
+/// (`gemm_common::cache::kernel_params` with the FMA microkernel's 24 x 4 tile, from this
+/// machine's cache sizes), so it is at least `min(k, 512)`.
+pub(crate) fn gemm_depth_block(m: usize, k: usize, n: usize) -> usize {
+    // The microkernel tile of gemm's f32 FMA kernels: 3 x 8 rows, 4 columns.
+    const MR: usize = 24;
+    const NR: usize = 4;
+    let (m, n) = (n, m);
+    if m <= 64 && n <= 64 {
+        k.min(512)
+    } else {
+        gemm_common::cache::kernel_params(m, n, k, MR, NR, std::mem::size_of::<f32>()).kc
+    }
+    .max(1)
 }
 
 /// Outputs per register block (eight 8-wide vectors: one row has no other rows to hide the
@@ -215,6 +317,112 @@ mod tests {
     }
 
     #[test]
+    fn narrow_product_is_bitwise_gemm() {
+        if !narrow_available() {
+            return;
+        }
+        for &k in &[3usize, 80, 256, 512] {
+            for rows in 2..=20 {
+                let x = values(rows * k, (rows * 5 + k) as u32);
+                let w = values(k * NARROW, k as u32);
+                let mut expected = vec![f32::NAN; rows * NARROW];
+                matmul(
+                    (rows, k, NARROW),
+                    false,
+                    &x,
+                    [k, 1],
+                    &w,
+                    [NARROW, 1],
+                    &mut expected,
+                    [NARROW, 1],
+                );
+                let mut got = vec![f32::NAN; rows * NARROW];
+                assert!(narrow_product(rows, k, &x, &w, &mut got));
+                assert_eq!(bits(&got), bits(&expected), "rows {rows}, k {k}");
+                // Each column is also that of a narrower product (the heads apart).
+                for (start, width) in [(0usize, 5usize), (5, 4), (9, 1), (10, 6)] {
+                    let wj: Vec<f32> = (0..k)
+                        .flat_map(|kk| w[kk * NARROW + start..kk * NARROW + start + width].to_vec())
+                        .collect();
+                    let mut alone = vec![f32::NAN; rows * width];
+                    matmul(
+                        (rows, k, width),
+                        false,
+                        &x,
+                        [k, 1],
+                        &wj,
+                        [width, 1],
+                        &mut alone,
+                        [width, 1],
+                    );
+                    let side: Vec<f32> = (0..rows)
+                        .flat_map(|r| got[r * NARROW + start..r * NARROW + start + width].to_vec())
+                        .collect();
+                    assert_eq!(
+                        bits(&side),
+                        bits(&alone),
+                        "rows {rows}, k {k}, head at {start}"
+                    );
+                }
+            }
+        }
+        let mut out = vec![0.0; NARROW];
+        assert!(
+            !narrow_product(1, 4, &[0.0; 4], &[0.0; 4 * NARROW], &mut out),
+            "one row"
+        );
+    }
+
+    #[test]
+    fn accumulated_products_are_blocked_chains() {
+        // What the first layer's scatter-add relies on: `c += a^T @ g` (the weight gradient's
+        // shape, the batch as inner dimension) is, per output, `c + chain` over each block of
+        // `gemm_depth_block` rows in turn, each chain fused and from +0, for short and long
+        // batches.
+        if !std::arch::is_x86_feature_detected!("fma") {
+            return;
+        }
+        for &(m, k, n) in &[
+            (80usize, 3usize, 256usize),
+            (80, 513, 256),
+            (80, 1500, 256),
+            (7, 700, 5),
+            (40, 1100, 30),
+        ] {
+            let a = values(k * m, 5); // k x m, viewed as m x k
+            let g = values(k * n, 6);
+            let c0 = values(m * n, 7);
+            let mut expected = c0.clone();
+            matmul(
+                (m, k, n),
+                true,
+                &a,
+                [1, m],
+                &g,
+                [n, 1],
+                &mut expected,
+                [n, 1],
+            );
+            let kc = gemm_depth_block(m, k, n);
+            let mut chains = c0.clone();
+            for start in (0..k).step_by(kc) {
+                let end = (start + kc).min(k);
+                for e in 0..m * n {
+                    let (i, j) = (e / n, e % n);
+                    let s =
+                        (start..end).fold(0.0f32, |acc, r| a[r * m + i].mul_add(g[r * n + j], acc));
+                    chains[e] += s;
+                }
+            }
+            assert_eq!(
+                bits(&chains),
+                bits(&expected),
+                "({m}, {k}, {n}), blocks of {kc}"
+            );
+        }
+    }
+
+    #[test]
     fn row_product_declines_what_gemm_sums_otherwise() {
         let mut out = vec![0.0; 1024];
         let x = vec![1.0; 513];
@@ -226,6 +434,41 @@ mod tests {
         assert!(!row_product(513, 2, &x, &w, &mut out), "k > 512");
         assert!(!row_product(4, 4, &x[..3], &w, &mut out), "short input");
         assert!(!row_product(4, 0, &x, &w, &mut out), "no outputs");
+    }
+
+    /// Timings of three narrow `gemm` products and [`narrow_product`] (run by hand, as below).
+    #[test]
+    #[ignore = "a timing, not a test"]
+    fn narrow_timing() {
+        for rows in [16usize, 16, 8, 3] {
+            let k = 256;
+            let x = values(rows * k, 1);
+            let w = values(k * NARROW, 2);
+            let mut out = vec![0.0; rows * NARROW];
+            let reps = 20_000;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                for (start, width) in [(0usize, 5usize), (5, 4), (9, 1)] {
+                    matmul(
+                        (rows, k, width),
+                        false,
+                        &x,
+                        [k, 1],
+                        &w[start..],
+                        [width, 1],
+                        &mut out,
+                        [width, 1],
+                    );
+                }
+            }
+            let g = t.elapsed().as_secs_f64() / f64::from(reps) * 1e6;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                narrow_product(rows, k, &x, &w, &mut out);
+            }
+            let p = t.elapsed().as_secs_f64() / f64::from(reps) * 1e6;
+            println!("{rows} rows: three gemm heads {g:.2} us, narrow_product {p:.2} us");
+        }
     }
 
     /// Timings of `gemm` and [`row_product`] at the sampler's one-row shapes (run by hand:
