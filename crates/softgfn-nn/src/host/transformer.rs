@@ -998,6 +998,48 @@ fn layer_forward(
     }
 }
 
+/// d loss / d a dropout's input from d loss / d its output `dx`: `dx * mask` (written into
+/// `buf`) with a mask, `dx` itself without.
+fn through_mask<'a>(dx: &'a [f32], mask: Option<&[f32]>, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match mask {
+        Some(m) => {
+            grow(buf, dx.len());
+            for ((o, v), k) in buf.iter_mut().zip(dx).zip(m) {
+                *o = v * k;
+            }
+            &buf[..]
+        }
+        None => dx,
+    }
+}
+
+/// The backward of a linear layer `y = x w + b` over the rows of `x` (`w` is `x.cols x o`, `dy`
+/// is d loss / d `y`, `rows x o`): adds the bias gradient (the column sums of `dy`) into `gb`,
+/// puts `x^T dy` into `gw` (added with `gw_add`, written otherwise) and `dy w^T` into `dx`
+/// (added with `dx_add`, written otherwise), in that order.
+fn linear_backward(
+    x: MatRef<'_>,
+    dy: &[f32],
+    w: &[f32],
+    (gw, gw_add, gb): (&mut [f32], bool, &mut [f32]),
+    (dx, dx_add): (&mut [f32], bool),
+) {
+    let (rows, i, o) = (x.rows, x.cols, gb.len());
+    add_colsum(gb, dy, o);
+    gemm(
+        MatMut::new(gw, i, o),
+        x.t(),
+        MatRef::new(dy, rows, o),
+        gw_add,
+    );
+    gemm(
+        MatMut::new(dx, rows, i),
+        MatRef::new(dy, rows, o),
+        MatRef::new(w, i, o).t(),
+        dx_add,
+    );
+}
+
 /// `out = x[bos rows] viewed as rows x d`: token 0 of every row of an `n x d` matrix.
 fn bos_view(x: &[f32], z: Dims) -> MatRef<'_> {
     MatRef {
@@ -1157,31 +1199,19 @@ fn backward_pass(
             norm_backward(dx, &rec.xhat2, &rec.rstd2, &params[lp.norm2.0], gw, gb);
         }
         // Feed-forward.
-        let dg: &[f32] = match lm {
-            Some(m) => {
-                grow(dtmp, n * d);
-                for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[3]) {
-                    *o = v * k;
-                }
-                &dtmp[..]
-            }
-            None => &dx[..],
-        };
-        add_colsum(&mut grads[lp.ff2.1], dg, d);
+        let dg = through_mask(dx, lm.map(|m| m[3]), dtmp);
         let hidden: &[f32] = if masked { &rec.f1m } else { &rec.f1 };
-        gemm(
-            MatMut::new(&mut grads[lp.ff2.0], ff, d),
-            MatRef::new(hidden, n, ff).t(),
-            MatRef::new(dg, n, d),
-            true,
-        );
         grow(dff, n * ff);
-        gemm(
-            MatMut::new(dff, n, ff),
-            MatRef::new(dg, n, d),
-            MatRef::new(&params[lp.ff2.0], ff, d).t(),
-            false,
-        );
+        {
+            let (gw, gb) = two_mut(grads, lp.ff2.0, lp.ff2.1);
+            linear_backward(
+                MatRef::new(hidden, n, ff),
+                dg,
+                &params[lp.ff2.0],
+                (gw, true, gb),
+                (dff, false),
+            );
+        }
         match lm {
             Some(m) => {
                 for ((g, f), k) in dff.iter_mut().zip(&rec.f1).zip(m[2]) {
@@ -1194,61 +1224,48 @@ fn backward_pass(
                 }
             }
         }
-        add_colsum(&mut grads[lp.ff1.1], dff, ff);
-        gemm(
-            MatMut::new(&mut grads[lp.ff1.0], d, ff),
-            MatRef::new(&rec.x1, n, d).t(),
-            MatRef::new(dff, n, ff),
-            true,
-        );
-        gemm(
-            MatMut::new(dx, n, d),
-            MatRef::new(dff, n, ff),
-            MatRef::new(&params[lp.ff1.0], d, ff).t(),
-            true,
-        );
+        {
+            let (gw, gb) = two_mut(grads, lp.ff1.0, lp.ff1.1);
+            linear_backward(
+                MatRef::new(&rec.x1, n, d),
+                dff,
+                &params[lp.ff1.0],
+                (gw, true, gb),
+                (dx, true),
+            );
+        }
         // First LayerNorm: dx becomes d loss / d (x + attention output).
         {
             let (gw, gb) = two_mut(grads, lp.norm1.0, lp.norm1.1);
             norm_backward(dx, &rec.xhat1, &rec.rstd1, &params[lp.norm1.0], gw, gb);
         }
         // Output projection.
-        let dout: &[f32] = match lm {
-            Some(m) => {
-                grow(dtmp, n * d);
-                for ((o, v), k) in dtmp.iter_mut().zip(dx.iter()).zip(m[1]) {
-                    *o = v * k;
-                }
-                &dtmp[..]
-            }
-            None => &dx[..],
-        };
-        add_colsum(&mut grads[lp.out.1], dout, d);
-        gemm(
-            MatMut::new(&mut grads[lp.out.0], d, d),
-            MatRef::new(&rec.attn, n, d).t(),
-            MatRef::new(dout, n, d),
-            true,
-        );
+        let dout = through_mask(dx, lm.map(|m| m[1]), dtmp);
         grow(dattn, n * d);
-        gemm(
-            MatMut::new(dattn, n, d),
-            MatRef::new(dout, n, d),
-            MatRef::new(&params[lp.out.0], d, d).t(),
-            false,
-        );
+        {
+            let (gw, gb) = two_mut(grads, lp.out.0, lp.out.1);
+            linear_backward(
+                MatRef::new(&rec.attn, n, d),
+                dout,
+                &params[lp.out.0],
+                (gw, true, gb),
+                (dattn, false),
+            );
+        }
         // Attention.
         grow(dqkv, n * d3);
         attention_backward(z, &rec.qkv, &rec.probs, dattn, lm.map(|m| m[0]), dqkv, head);
+        // The packed q | k | v projection: its gradients into a scratch, then added into the
+        // three parameters.
         grow(dw, d * d3 + d3);
         let (dwm, dbv) = dw.split_at_mut(d * d3);
         dbv.fill(0.0);
-        add_colsum(dbv, dqkv, d3);
-        gemm(
-            MatMut::new(dwm, d, d3),
-            MatRef::new(xin, n, d).t(),
-            MatRef::new(dqkv, n, d3),
-            false,
+        linear_backward(
+            MatRef::new(xin, n, d),
+            dqkv,
+            &rec.wqkv,
+            (&mut *dwm, false, &mut *dbv),
+            (dx, true),
         );
         for (part, (w, b)) in [lp.q, lp.k, lp.v].into_iter().enumerate() {
             let gw = &mut grads[w];
@@ -1262,12 +1279,6 @@ fn backward_pass(
                 *acc += v;
             }
         }
-        gemm(
-            MatMut::new(dx, n, d),
-            MatRef::new(dqkv, n, d3),
-            MatRef::new(&rec.wqkv, d, d3).t(),
-            true,
-        );
     }
     // Embedding.
     if let Some(m) = masks.first() {
