@@ -255,6 +255,8 @@ struct HostPath {
     reuse_by_default: bool,
     /// Buffers of the host Adam step.
     adam: HostAdam,
+    /// The mirror's `version` that `train` last heard of (see `HostNet::params_changed`).
+    train_version: u64,
 }
 
 /// What the inference forwards share.
@@ -262,6 +264,8 @@ struct HostPath {
 struct HostInfer {
     /// Host copies of the network parameters (scalars excluded), refreshed when `stale`.
     params: Vec<Vec<f32>>,
+    /// Refreshes of `params` so far.
+    version: u64,
     /// Whether the parameters changed since the last refresh.
     stale: bool,
     /// The inference instance.
@@ -282,6 +286,7 @@ impl HostPath {
             infer: Mutex::new(HostInfer {
                 params: Vec::new(),
                 stale: true,
+                version: 0,
                 cache: RowCache::new(input_dim, net.row_record_len(head_dims)),
                 net,
             }),
@@ -289,6 +294,7 @@ impl HostPath {
             scratch: vec![Vec::new(); num_params],
             pending: false,
             adam: HostAdam::default(),
+            train_version: 0,
         })
     }
 
@@ -312,6 +318,8 @@ fn refresh_mirror<D: NetDevice>(store: &ParamStore<D>, num_net: usize, infer: &m
         store.value(k).copy_into(p);
     }
     infer.stale = false;
+    infer.version += 1;
+    infer.net.params_changed();
 }
 
 /// A network (any [`Arch`]) with heads and learned scalars on dfdx device `D`.
@@ -800,6 +808,10 @@ where
             let tokens = self.arch.token_ids(input, rows);
             let infer = host.infer.get_mut().unwrap_or_else(PoisonError::into_inner);
             refresh_mirror(&self.store, self.num_net, infer);
+            if host.train_version != infer.version {
+                host.train_version = infer.version;
+                host.train.params_changed();
+            }
             let reuse = self.reuse.unwrap_or(host.reuse_by_default);
             let reusing = match (&mut infer.cache, masks.is_empty() && reuse) {
                 (Some(cache), true) => Some(cache.lookup(input, rows)),

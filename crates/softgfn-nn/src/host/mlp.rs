@@ -111,6 +111,9 @@ impl HostMlp {
 struct Scratch {
     /// The ones of the input (see [`OneHot`]).
     ones: OneHot,
+    /// Whether the first layer's weights are all finite, as found since the last parameter
+    /// change (`None`: not looked at yet).
+    first_finite: Option<bool>,
     /// The heads' weights side by side (`fan_in x NARROW`), and their outputs (`rows x NARROW`).
     heads_w: Vec<f32>,
     heads_out: Vec<f32>,
@@ -283,8 +286,8 @@ fn first_layer_weight_grad(
 }
 
 /// `out = max(x @ W + b, 0)` (with `relu`) or `x @ W + b` over `rows` rows.
-/// With `ones` (the rows of `x` are all 0 or 1, see [`OneHot`]) the product is a gather where
-/// that is bitwise the same.
+/// With `first` (the network's first layer: the scan of `x`, see [`OneHot`], and whether its
+/// weights are finite, once known) the product is a gather where that is bitwise the same.
 fn linear_forward(
     params: &[Vec<f32>],
     layer: Linear,
@@ -292,7 +295,7 @@ fn linear_forward(
     rows: usize,
     out: &mut [f32],
     relu: bool,
-    ones: Option<&OneHot>,
+    first: Option<(&OneHot, &mut Option<bool>)>,
 ) {
     let Linear {
         w,
@@ -300,15 +303,15 @@ fn linear_forward(
         fan_in,
         fan_out,
     } = layer;
-    match ones {
-        Some(ones)
-            if ones.valid
-                && product_chain(rows, fan_in, fan_out).is_some()
-                && all_finite(&params[w]) =>
-        {
-            gather_forward(&params[w], fan_out, ones, rows, out);
-        }
-        _ => {
+    let gather = first.and_then(|(ones, first_finite)| {
+        (ones.valid
+            && product_chain(rows, fan_in, fan_out).is_some()
+            && *first_finite.get_or_insert_with(|| all_finite(&params[w])))
+        .then_some(ones)
+    });
+    match gather {
+        Some(ones) => gather_forward(&params[w], fan_out, ones, rows, out),
+        None => {
             let done = rows == 1 && small::row_product(fan_in, fan_out, x, &params[w], out);
             if !done {
                 matmul(
@@ -379,7 +382,8 @@ fn run(
             None => input,
         };
         let h = grow(&mut rest[0], rows * layer.fan_out);
-        linear_forward(params, layer, x, rows, h, true, (l == 0).then_some(&*ones));
+        let first = (l == 0).then_some((&scratch.ones, &mut scratch.first_finite));
+        linear_forward(params, layer, x, rows, h, true, first);
     }
     let top: &[f32] = match (hidden.last(), torso.last()) {
         (Some(h), Some(l)) => &h[..rows * l.fan_out],
@@ -388,9 +392,10 @@ fn run(
     if !torso.is_empty() && heads_side_by_side(params, heads, top, rows, out, scratch) {
         return;
     }
-    let ones = &scratch.ones;
     for (j, &head) in heads.iter().enumerate() {
-        let first = torso.is_empty().then_some(ones);
+        // Without a torso every head is a first layer, with weights of its own.
+        let mut unknown = None;
+        let first = torso.is_empty().then_some((&scratch.ones, &mut unknown));
         linear_forward(params, head, top, rows, out.head_mut(j), false, first);
     }
 }
@@ -654,6 +659,10 @@ impl HostNet for HostMlp {
                 }
             }
         }
+    }
+
+    fn params_changed(&mut self) {
+        self.ws.scratch.first_finite = None;
     }
 
     fn fresh(&self) -> Box<dyn HostNet> {

@@ -52,6 +52,11 @@ pub(crate) trait HostNet: Send + Sync + fmt::Debug {
     /// A fresh instance (empty workspace) of the same architecture.
     fn fresh(&self) -> Box<dyn HostNet>;
 
+    /// The parameters passed to the next calls may differ from those of the calls before
+    /// (the backend's mirror was refreshed): forget anything derived from them. The default
+    /// keeps nothing, so does nothing.
+    fn params_changed(&mut self) {}
+
     /// Values of one row's record: what `backward` needs of one row, and the row's head
     /// outputs (see [`RowCache`]). 0 (the default) when this architecture keeps no row records
     /// (or cannot: a row's outputs must not depend on the other rows of a batch of at least 2);
