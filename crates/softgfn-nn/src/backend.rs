@@ -495,16 +495,7 @@ impl<D: NetDevice> NetBackend<D> {
             return Ok(());
         }
         host.pending = false;
-        let grads = host
-            .grads
-            .iter()
-            .map(|g| {
-                self.dev
-                    .try_tensor_from_vec(g.clone(), (g.len(),))
-                    .map_err(backend_err)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.store.accumulate(grads)
+        self.store.accumulate_host(&host.grads)
     }
 
     /// Runs the dfdx path instead of the host kernels (`on`), or back. Pending gradients are

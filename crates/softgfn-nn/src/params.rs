@@ -187,6 +187,20 @@ impl<D: NetDevice> ParamStore<D> {
         self.grads.is_some()
     }
 
+    /// [`accumulate`](Self::accumulate) with gradients held as host vectors (one per parameter,
+    /// same order as `meta`).
+    pub fn accumulate_host(&mut self, grads: &[Vec<f32>]) -> Result<(), NnError> {
+        let tensors = grads
+            .iter()
+            .map(|g| {
+                self.dev
+                    .try_tensor_from_vec(g.clone(), (g.len(),))
+                    .map_err(backend_err)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.accumulate(tensors)
+    }
+
     /// Adds one gradient per parameter (same order as `meta`) to the pending gradients.
     pub fn accumulate(&mut self, grads: Vec<Flat<D>>) -> Result<(), NnError> {
         debug_assert_eq!(grads.len(), self.values.len());
@@ -256,15 +270,7 @@ impl<D: NetDevice> ParamStore<D> {
     pub fn step_host(&mut self, grads: &[Vec<f32>], ws: &mut HostAdam) -> Result<f32, NnError> {
         debug_assert_eq!(grads.len(), self.values.len());
         if self.grads.is_some() {
-            let tensors = grads
-                .iter()
-                .map(|g| {
-                    self.dev
-                        .try_tensor_from_vec(g.clone(), (g.len(),))
-                        .map_err(backend_err)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.accumulate(tensors)?;
+            self.accumulate_host(grads)?;
             return self.step();
         }
         for group in &mut self.groups {
