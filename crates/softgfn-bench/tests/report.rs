@@ -102,12 +102,13 @@ fn time_to_target_is_the_first_record_meeting_it() {
     }
 }
 
-/// The table row of an algorithm (the line starting with `| NAME |`).
-fn row<'a>(md: &'a str, name: &str) -> Vec<&'a str> {
+/// The cells of the first table row starting with `| PREFIX |` (an algorithm, or an algorithm
+/// and the first cells after it).
+fn row<'a>(md: &'a str, prefix: &str) -> Vec<&'a str> {
     let line = md
         .lines()
-        .find(|l| l.starts_with(&format!("| {name} |")))
-        .unwrap_or_else(|| panic!("no row {name} in\n{md}"));
+        .find(|l| l.starts_with(&format!("| {prefix} |")))
+        .unwrap_or_else(|| panic!("no row {prefix} in\n{md}"));
     line.trim_matches('|').split(" | ").map(str::trim).collect()
 }
 
@@ -179,14 +180,7 @@ fn partial_reports_unfinished_cells_and_tables_at_iterations() {
         at20[3].starts_with(&softgfn_bench::report::fmt_num(mean)),
         "{at20:?} vs {mean}"
     );
-    let at40: Vec<&str> = table
-        .lines()
-        .find(|l| l.starts_with("| soft_dqn | 40 |"))
-        .unwrap()
-        .trim_matches('|')
-        .split(" | ")
-        .map(str::trim)
-        .collect();
+    let at40 = row(table, "soft_dqn | 40");
     assert_eq!(at40[2], "1/2");
     assert_eq!(
         at40[3],
